@@ -1,0 +1,1 @@
+"""The MMBind method, pure and framework-free: tensors and arrays in, tensors and arrays out."""

@@ -1,0 +1,1 @@
+"""The node side: local datasets, the Flower ClientApp and ``mmbind-client``."""

@@ -1,0 +1,1 @@
+"""Local datasets of a node: UTD-MHAD, the synthetic generator and the role partitioner."""

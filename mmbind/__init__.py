@@ -1,0 +1,8 @@
+"""mmbind: federated MMBind binding of heterogeneous multimodal IoT data.
+
+The package maps the repository's top-level folders into one namespace:
+``mmbind.binding`` (the method, pure), ``mmbind.client`` (the node),
+``mmbind.server`` (the coordinator) and ``mmbind.protos`` (the gRPC contract).
+"""
+
+__version__ = "0.1.0"

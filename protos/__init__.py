@@ -1,0 +1,1 @@
+"""The gRPC contract of the BindingService and its generated code."""

@@ -1,0 +1,1 @@
+"""The coordinator: the ServerApp phase workflow, aggregation, binding stores and the CLI."""
