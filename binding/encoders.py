@@ -1,0 +1,139 @@
+"""Per-modality sensor encoders: a small conv1d + GRU network from a window to an embedding.
+
+The paper's code encodes every modality with a convolutional front end followed by a GRU
+(Ouyang et al., "MMBind", SenSys 2025, Sec. 4 and the nesl/multimodal-bind repository). This
+module keeps that shape but sizes it for CPU training: three convolutions (strided, so the GRU
+sees 10-15 time steps), GroupNorm (no running statistics, so federated
+averaging of a state_dict never mixes batch statistics of different nodes) and a one-layer GRU
+whose last hidden state is projected to the embedding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mmbind.errors import ConfigError, DataError, ShapeError
+from mmbind.modalities import get_modality
+
+__all__ = ["SensorEncoder", "check_window_batch", "count_parameters"]
+
+_GROUPS = 8
+_LONG_WINDOW = 80  # windows at least this long get a strided first convolution
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+
+
+def check_window_batch(x: Tensor, modality: str, window: int, channels: int) -> None:
+    """Check that ``x`` is a finite batch of windows of shape ``(B, window, channels)``.
+
+    Raises
+    ------
+    ShapeError
+        If ``x`` is not a 3-D floating tensor of the expected window shape.
+    DataError
+        If ``x`` holds NaN or infinite values.
+    """
+    if not isinstance(x, Tensor):
+        raise ShapeError(f"{modality} windows must be a torch.Tensor; got {type(x).__name__}")
+    if x.ndim != 3 or tuple(x.shape[1:]) != (window, channels):
+        raise ShapeError(
+            f"{modality} windows must have shape (B, {window}, {channels}); got {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise ShapeError(f"{modality} windows must be floating point; got {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(f"{modality} windows hold NaN or infinite values")
+
+
+class SensorEncoder(nn.Module):
+    """Encode windows of one registered modality into ``embed_dim``-dimensional vectors.
+
+    Architecture: ``Conv1d(C, h, 5, stride s) - Conv1d(h, h, 5, stride 2) -
+    Conv1d(h, h, 3, stride 2)``, each followed by GroupNorm and ReLU, with ``s = 2`` for long
+    windows (``T >= 80``: the 120-sample IMU windows) and ``s = 1`` otherwise (the 40-frame
+    skeleton), so the GRU (``h`` hidden units) runs over 15 or 10 steps; a linear map of its
+    last hidden state gives the embedding. For the skeleton the first convolution mixes all 60
+    joint channels. With the defaults: about 68k parameters for the IMU modalities and 86k for
+    the skeleton; a batch of 32 windows takes about 6 ms forward and backward on one CPU
+    thread.
+
+    Inputs are expected in the units of the registry, standardised per channel by the caller.
+
+    Parameters
+    ----------
+    modality : str
+        A registered modality name (``mmbind.modalities``); it fixes ``(T, C)``.
+    embed_dim : int
+        Size of the embedding.
+    hidden : int
+        Channels of the convolutions and hidden units of the GRU; a multiple of 8.
+
+    Raises
+    ------
+    UnknownModalityError
+        If ``modality`` is not registered.
+    ConfigError
+        If ``embed_dim`` or ``hidden`` is not a positive integer or ``hidden`` is not a
+        multiple of 8.
+    """
+
+    def __init__(self, modality: str, embed_dim: int = 128, hidden: int = 64) -> None:
+        super().__init__()
+        spec = get_modality(modality)
+        _check_positive_int("embed_dim", embed_dim)
+        _check_positive_int("hidden", hidden)
+        if hidden % _GROUPS:
+            raise ConfigError(f"hidden must be a multiple of {_GROUPS}; got {hidden}")
+        self.modality: str = spec.name
+        self.window: int = spec.window
+        self.channels: int = spec.channels
+        self.embed_dim: int = embed_dim
+        self.hidden: int = hidden
+        first_stride = 2 if spec.window >= _LONG_WINDOW else 1
+        self.conv = nn.Sequential(
+            nn.Conv1d(spec.channels, hidden, kernel_size=5, stride=first_stride, padding=2),
+            nn.GroupNorm(_GROUPS, hidden),
+            nn.ReLU(),
+            nn.Conv1d(hidden, hidden, kernel_size=5, stride=2, padding=2),
+            nn.GroupNorm(_GROUPS, hidden),
+            nn.ReLU(),
+            nn.Conv1d(hidden, hidden, kernel_size=3, stride=2, padding=1),
+            nn.GroupNorm(_GROUPS, hidden),
+            nn.ReLU(),
+        )
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, embed_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Embed a batch of windows.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, T, C)
+            Windows of this encoder's modality (``(T, C)`` from the registry).
+
+        Returns
+        -------
+        Tensor, shape (B, embed_dim)
+
+        Raises
+        ------
+        ShapeError
+            If ``x`` does not have shape ``(B, T, C)``.
+        DataError
+            If ``x`` holds NaN or infinite values.
+        """
+        check_window_batch(x, self.modality, self.window, self.channels)
+        h = self.conv(x.transpose(1, 2))  # (B, hidden, T'), T' = 15 (IMU) or 10 (skeleton)
+        _, last = self.gru(h.transpose(1, 2).contiguous())  # last: (1, B, hidden)
+        out: Tensor = self.out(last[-1])
+        return out
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
