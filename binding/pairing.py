@@ -41,7 +41,8 @@ class Bindings:
 
     Notes
     -----
-    Compared by identity (``eq=False``): arrays have no single truth value.
+    The arrays are coerced to the dtypes above. Compared by identity (``eq=False``): arrays
+    have no single truth value.
     """
 
     query_index: NDArray[np.int64]
@@ -50,13 +51,20 @@ class Bindings:
     similarity: NDArray[np.float32]
 
     def __post_init__(self) -> None:
-        fields = {
+        for name, dtype in (
+            ("query_index", np.int64),
+            ("partner_node", np.int64),
+            ("partner_index", np.int64),
+            ("similarity", np.float32),
+        ):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=dtype))
+        fields: dict[str, NDArray[np.generic]] = {
             "query_index": self.query_index,
             "partner_node": self.partner_node,
             "partner_index": self.partner_index,
             "similarity": self.similarity,
         }
-        lengths = {name: np.shape(a) for name, a in fields.items()}
+        lengths = {name: a.shape for name, a in fields.items()}
         first = lengths["query_index"]
         if len(first) != 1 or any(shape != first for shape in lengths.values()):
             raise ShapeError(f"binding arrays must all have the same shape (P,); got {lengths}")

@@ -132,7 +132,8 @@ class SoftmaxWeighting:
         s = _check_similarity(similarity).astype(np.float64)
         if s.size == 0:
             return np.zeros(0, dtype=np.float32)
-        return np.exp((s - s.max()) / self.temperature).astype(np.float32)
+        w: NDArray[np.float32] = np.exp((s - s.max()) / self.temperature).astype(np.float32)
+        return w
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,408 @@
+"""Plain torch training loops of MMBind's local steps: pretraining, alignment, fine-tuning.
+
+Each loop is deterministic given its ``seed`` (a dedicated ``torch.Generator`` shuffles the
+batches; the model's initial weights are the caller's business), prints nothing, leaves
+``torch.set_num_threads`` to the caller and returns the mean loss of its last epoch
+(sample-weighted over the batches). The steps follow Ouyang et al., "MMBind", SenSys 2025:
+autoencoder pretraining of the unimodal encoders (Sec. 4.1), weighted contrastive alignment of
+pseudo-complete tuples (Sec. 4.3) and supervised fine-tuning on the few labelled, naturally
+paired samples (Sec. 4.4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmbind.binding.autoencoder import Autoencoder
+from mmbind.binding.fusion import FusionModel
+from mmbind.binding.weighted_contrastive import WeightedMultiViewContrastiveLoss
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+from mmbind.errors import ConfigError, DataError, ShapeError
+
+__all__ = [
+    "align",
+    "classification_metrics",
+    "embed_all",
+    "finetune",
+    "predict",
+    "pretrain_autoencoder",
+]
+
+
+def _check_hparams(epochs: int, batch_size: int, lr: float) -> None:
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"lr must be a finite number > 0; got {lr!r}")
+
+
+def _common_length(tensors: Mapping[str, Tensor], what: str) -> int:
+    sizes = {k: int(v.shape[0]) if v.ndim else -1 for k, v in tensors.items()}
+    if len(set(sizes.values())) > 1:
+        raise ShapeError(f"{what} must all have the same number of samples; got {sizes}")
+    return next(iter(sizes.values()))
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    order = torch.randperm(n, generator=generator)
+    yield from torch.split(order, batch_size)
+
+
+def pretrain_autoencoder(
+    ae: Autoencoder, windows: Tensor, *, epochs: int, batch_size: int, lr: float, seed: int
+) -> float:
+    """Train an autoencoder on unlabelled windows with MSE reconstruction (Adam).
+
+    Parameters
+    ----------
+    ae : Autoencoder
+    windows : Tensor, shape (N, T, C), N >= 1
+    epochs, batch_size : int
+    lr : float
+    seed : int
+        Seeds the batch order.
+
+    Returns
+    -------
+    float
+        Mean reconstruction loss of the last epoch.
+
+    Raises
+    ------
+    ConfigError
+        On bad hyperparameters.
+    ShapeError, DataError
+        On windows of the wrong shape, an empty set or non-finite values.
+    """
+    _check_hparams(epochs, batch_size, lr)
+    if windows.ndim != 3 or windows.shape[0] == 0:
+        raise ShapeError(
+            f"windows must be a non-empty (N, T, C) tensor; got {tuple(windows.shape)}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(ae.parameters(), lr=lr)
+    ae.train()
+    last = 0.0
+    for _ in range(epochs):
+        total = 0.0
+        for idx in _batches(windows.shape[0], batch_size, gen):
+            loss = ae.reconstruction_loss(windows[idx])
+            opt.zero_grad(set_to_none=True)
+            torch.autograd.backward(loss)
+            opt.step()
+            total += float(loss.detach()) * idx.numel()
+        last = total / windows.shape[0]
+    return last
+
+
+def align(
+    model: FusionModel,
+    own: Mapping[str, Tensor],
+    partner: Mapping[str, Tensor],
+    weights: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    temperature: float,
+    seed: int,
+) -> float:
+    """Weighted contrastive alignment of a node's pseudo-complete tuples (AdamW).
+
+    The views are ``model.modalities`` in order. View ``v`` of sample ``n`` is
+    ``model.embed(v, own[v][n])`` when the node holds ``v`` (own data wins over a partner
+    embedding of the same modality), else the fixed partner embedding ``partner[v][n]`` (no
+    gradient flows into it), else it is missing and masked out. Only the encoders and heads of
+    the own modalities get gradients.
+
+    Parameters
+    ----------
+    model : FusionModel
+    own : mapping of modality to Tensor (N, T, C)
+        The node's raw windows; at least one modality.
+    partner : mapping of modality to Tensor (N, proj_dim)
+        Partner embeddings routed to the node (bound partner samples' ``embed`` outputs).
+    weights : Tensor, shape (N,)
+        Binding weight of each tuple (1 for natural tuples); finite and >= 0.
+    epochs, batch_size : int
+    lr, temperature : float
+    seed : int
+
+    Returns
+    -------
+    float
+        Mean weighted contrastive loss of the last epoch.
+
+    Raises
+    ------
+    ConfigError
+        On bad hyperparameters, no own modality, or a modality the model does not have.
+    ShapeError
+        On inconsistent sample counts or embedding sizes.
+    DataError
+        On non-finite partner embeddings or weights.
+    """
+    _check_hparams(epochs, batch_size, lr)
+    loss_fn = WeightedMultiViewContrastiveLoss(temperature)
+    if not own:
+        raise ConfigError("align needs at least one own modality to train")
+    for m in list(own) + list(partner):
+        model.check_modality(m)
+    n = _common_length(
+        {
+            **{f"own[{k}]": v for k, v in own.items()},
+            **{f"partner[{k}]": v for k, v in partner.items()},
+            "weights": weights,
+        },
+        "own windows, partner embeddings and weights",
+    )
+    if weights.ndim != 1:
+        raise ShapeError(f"weights must have shape (N,); got {tuple(weights.shape)}")
+    for m, z in partner.items():
+        if z.ndim != 2 or z.shape[1] != model.proj_dim:
+            raise ShapeError(
+                f"partner[{m!r}] must have shape (N, {model.proj_dim}); got {tuple(z.shape)}"
+            )
+        if not bool(torch.isfinite(z).all()):
+            raise DataError(f"partner[{m!r}] holds NaN or infinite values")
+    if n == 0:
+        raise ShapeError("align needs at least one sample")
+    w_all = weights.detach().float()
+    partner_only = [m for m in model.modalities if m in partner and m not in own]
+    fixed = {m: F.normalize(partner[m].detach().float(), dim=-1) for m in partner_only}
+
+    gen = torch.Generator().manual_seed(seed)
+    modules = [mod for m in own for mod in (model.encoders[m], model.heads[m])]
+    params = [p for mod in modules for p in mod.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr)
+    model.train()
+    last = 0.0
+    for _ in range(epochs):
+        total = 0.0
+        for idx in _batches(n, batch_size, gen):
+            b = idx.numel()
+            views: list[Tensor] = []
+            present = torch.zeros(b, len(model.modalities), dtype=torch.bool)
+            for v, m in enumerate(model.modalities):
+                if m in own:
+                    views.append(model.embed(m, own[m][idx]))
+                    present[:, v] = True
+                elif m in fixed:
+                    views.append(fixed[m][idx])
+                    present[:, v] = True
+                else:
+                    views.append(torch.zeros(b, model.proj_dim))
+            loss: Tensor = loss_fn(torch.stack(views, dim=1), present, w_all[idx])
+            opt.zero_grad(set_to_none=True)
+            torch.autograd.backward(loss)
+            opt.step()
+            total += float(loss.detach()) * b
+        last = total / n
+    return last
+
+
+def finetune(
+    model: FusionModel,
+    inputs: Mapping[str, Tensor],
+    labels: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    freeze_encoders: bool = False,
+) -> float:
+    """Supervised fine-tuning with cross-entropy (AdamW).
+
+    Parameters
+    ----------
+    model : FusionModel
+        Built with ``num_classes``.
+    inputs : mapping of modality to Tensor (N, T, C)
+        Any non-empty subset of the model's modalities; the others are zero-filled features.
+    labels : Tensor, shape (N,), integer in ``[0, num_classes)``
+    epochs, batch_size : int
+    lr : float
+    seed : int
+    freeze_encoders : bool
+        Train only the classifier (linear-probe style); encoder features are then computed
+        without gradients.
+
+    Returns
+    -------
+    float
+        Mean cross-entropy of the last epoch.
+
+    Raises
+    ------
+    ConfigError
+        On bad hyperparameters or a model without classifier.
+    ShapeError
+        On inconsistent sample counts or labels outside ``[0, num_classes)``.
+    """
+    _check_hparams(epochs, batch_size, lr)
+    if model.classifier is None or model.num_classes is None:
+        raise ConfigError("finetune needs a model built with num_classes")
+    if not inputs:
+        raise ShapeError("finetune needs at least one input modality")
+    for m in inputs:
+        model.check_modality(m)
+    n = _common_length({**inputs, "labels": labels}, "inputs and labels")
+    _check_labels(labels, model.num_classes)
+    if n == 0:
+        raise ShapeError("finetune needs at least one sample")
+    y_all = labels.long()
+    gen = torch.Generator().manual_seed(seed)
+    if freeze_encoders:
+        params = list(model.classifier.parameters())
+    else:
+        params = [*model.classifier.parameters()]
+        for m in inputs:
+            params += list(model.encoders[m].parameters())
+    opt = torch.optim.AdamW(params, lr=lr)
+    model.train()
+    last = 0.0
+    for _ in range(epochs):
+        total = 0.0
+        for idx in _batches(n, batch_size, gen):
+            batch = {m: x[idx] for m, x in inputs.items()}
+            if freeze_encoders:
+                with torch.no_grad():
+                    feats = model.features(batch)
+            else:
+                feats = model.features(batch)
+            loss = F.cross_entropy(model.classify(feats), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            torch.autograd.backward(loss)
+            opt.step()
+            total += float(loss.detach()) * idx.numel()
+        last = total / n
+    return last
+
+
+def _check_labels(labels: Tensor, num_classes: int) -> None:
+    if labels.ndim != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ShapeError(
+            f"labels must be a 1-D integer tensor; got {labels.dtype} {tuple(labels.shape)}"
+        )
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ShapeError(
+            f"labels must lie in [0, {num_classes}); got {int(labels.min())}..{int(labels.max())}"
+        )
+
+
+def predict(model: FusionModel, inputs: Mapping[str, Tensor], batch_size: int = 256) -> Tensor:
+    """Predicted class of every sample, in eval mode and without gradients.
+
+    Parameters
+    ----------
+    model : FusionModel
+        Built with ``num_classes``.
+    inputs : mapping of modality to Tensor (N, T, C)
+    batch_size : int
+
+    Returns
+    -------
+    Tensor, shape (N,), int64
+    """
+    _check_hparams(1, batch_size, 1.0)
+    if not inputs:
+        raise ShapeError("predict needs at least one input modality")
+    n = _common_length(inputs, "inputs")
+    was_training = model.training
+    model.eval()
+    out: list[Tensor] = []
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                batch = {m: x[start : start + batch_size] for m, x in inputs.items()}
+                out.append(model(batch).argmax(dim=1))
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+
+def embed_all(
+    model_or_encoder_fn: nn.Module | Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 256
+) -> NDArray[np.float32]:
+    """Run an embedding function over ``x`` in batches, without gradients.
+
+    Parameters
+    ----------
+    model_or_encoder_fn : nn.Module or callable
+        Maps ``(B, T, C)`` to ``(B, d)``: a ``SensorEncoder``, or e.g.
+        ``functools.partial(model.embed, "acc")``. A module is put in eval mode for the call
+        and restored afterwards.
+    x : Tensor, shape (N, T, C)
+    batch_size : int
+
+    Returns
+    -------
+    ndarray, shape (N, d), float32
+        ``(0, 0)`` when ``N == 0``.
+    """
+    _check_hparams(1, batch_size, 1.0)
+    module = model_or_encoder_fn if isinstance(model_or_encoder_fn, nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    out: list[Tensor] = []
+    try:
+        with torch.no_grad():
+            for start in range(0, int(x.shape[0]), batch_size):
+                out.append(model_or_encoder_fn(x[start : start + batch_size]).float())
+    finally:
+        if module is not None:
+            module.train(was_training)
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+def classification_metrics(pred: Tensor, target: Tensor, num_classes: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 of predicted labels.
+
+    Macro-F1 averages ``F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)`` over the classes that occur in
+    ``target`` or ``pred`` (classes absent from both are not counted).
+
+    Parameters
+    ----------
+    pred, target : Tensor, shape (N,), integer in ``[0, num_classes)``, N >= 1
+    num_classes : int
+
+    Returns
+    -------
+    (accuracy, macro_f1) : tuple of float
+
+    Raises
+    ------
+    ShapeError
+        On mismatched or empty inputs, or labels out of range.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer; got {num_classes!r}")
+    _check_labels(pred, num_classes)
+    _check_labels(target, num_classes)
+    if pred.shape != target.shape or pred.numel() == 0:
+        raise ShapeError(
+            f"pred and target must be non-empty and of one shape; got "
+            f"{tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    p = pred.long().cpu()
+    t = target.long().cpu()
+    correct = p == t
+    tp = torch.bincount(t[correct], minlength=num_classes).double()
+    pred_count = torch.bincount(p, minlength=num_classes).double()
+    true_count = torch.bincount(t, minlength=num_classes).double()
+    fp = pred_count - tp
+    fn = true_count - tp
+    seen = (pred_count + true_count) > 0
+    f1 = 2 * tp[seen] / (2 * tp[seen] + fp[seen] + fn[seen])
+    return float(correct.double().mean()), float(f1.mean())
