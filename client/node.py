@@ -1,0 +1,303 @@
+"""A node's local work: everything a ClientApp does with its private data.
+
+:class:`LocalNode` holds one node's windows and labels and runs each phase's
+local step on them. It knows nothing of Flower: the ClientApp decodes a message,
+calls one method here, and encodes the answer. Raw windows never leave this
+object; only weights, aggregate statistics, embeddings and metrics do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from mmbind.binding.autoencoder import Autoencoder
+from mmbind.binding.encoders import SensorEncoder
+from mmbind.binding.fusion import FusionModel
+from mmbind.binding.search import l2_normalize
+from mmbind.binding.training import (
+    align,
+    embed_all,
+    finetune,
+    predict,
+    pretrain_autoencoder,
+)
+from mmbind.client.data.dataset import MultimodalDataset
+from mmbind.client.data.normalization import ChannelMoments, normalize
+from mmbind.errors import ConfigError, DataError, UnknownModalityError
+from mmbind.run_config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartnerView:
+    """Partner features routed to this node for one modality it lacks.
+
+    Attributes
+    ----------
+    index : ndarray, shape (P,), int64
+        Rows of this node's samples that the features belong to.
+    features : ndarray, shape (P, proj_dim), float32
+        The partner's projected embedding of its private modality.
+    """
+
+    index: NDArray[np.int64]
+    features: NDArray[np.float32]
+
+
+class LocalNode:
+    """One node's private data and its local step of each phase.
+
+    Parameters
+    ----------
+    role : str
+        The node's role name (``A``, ``B``, ``C``, ``test`` in the paper's layout).
+    data : MultimodalDataset
+        The node's own modalities, as it would hold them in a deployment.
+    config : RunConfig
+        The run's configuration (shared by every node and the coordinator).
+    labelled : bool
+        Whether the node's labels may be used for training.
+    oracle : MultimodalDataset, optional
+        The same samples with every modality, used only by the upper-bound
+        baseline ("naturally paired data"); absent on real deployments.
+    """
+
+    def __init__(
+        self,
+        role: str,
+        data: MultimodalDataset,
+        config: RunConfig,
+        *,
+        labelled: bool,
+        trains: bool = True,
+        oracle: MultimodalDataset | None = None,
+    ) -> None:
+        if len(data) == 0:
+            raise DataError(f"node role {role!r} has no samples")
+        self.role = role
+        self.data = data
+        self.config = config
+        self.labelled = labelled
+        self.trains = trains
+        self.oracle = oracle
+        self._norm: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
+        self._cache: dict[tuple[str, bool], torch.Tensor] = {}
+
+    # ---------------------------------------------------------------- data
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.data.modalities)
+
+    def _source(self, oracle: bool) -> MultimodalDataset:
+        if not oracle:
+            return self.data
+        if self.oracle is None:
+            raise ConfigError(
+                f"node {self.role!r} holds no naturally paired data; the upper bound runs "
+                "only in simulation, where every modality of a sample exists"
+            )
+        return self.oracle
+
+    def held(self, oracle: bool = False) -> tuple[str, ...]:
+        """Modalities this node trains on (all of them for the upper bound)."""
+        return tuple(self._source(oracle).modalities)
+
+    def set_normalization(
+        self, stats: Mapping[str, tuple[NDArray[np.float32], NDArray[np.float32]]]
+    ) -> None:
+        """Install the coordinator's per-channel mean and std, ``(C,)`` each per modality."""
+        self._norm = {m: (np.asarray(a, np.float32), np.asarray(b, np.float32)) for m, (a, b) in stats.items()}
+        self._cache.clear()
+
+    def tensor(self, modality: str, *, oracle: bool = False) -> torch.Tensor:
+        """Normalised windows of ``modality`` as a tensor ``(N, T, C)``."""
+        key = (modality, oracle)
+        if key not in self._cache:
+            source = self._source(oracle)
+            if modality not in source.windows:
+                raise UnknownModalityError(
+                    f"node {self.role!r} holds no {modality!r} data; it holds: "
+                    f"{', '.join(source.modalities)}"
+                )
+            windows = source.windows[modality]
+            if modality in self._norm:
+                mean, std = self._norm[modality]
+                windows = normalize(windows, mean, std)
+            self._cache[key] = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+        return self._cache[key]
+
+    def inputs(self, *, oracle: bool = False) -> dict[str, torch.Tensor]:
+        return {m: self.tensor(m, oracle=oracle) for m in self.held(oracle)}
+
+    # ------------------------------------------------------------ phase 1
+    def manifest(self) -> tuple[dict[str, str | int | bool], dict[str, ChannelMoments]]:
+        """What the node reports: modalities, counts, shapes, labels; per-channel moments."""
+        info: dict[str, str | int | bool] = {
+            "role": self.role,
+            "modalities": ",".join(self.modalities),
+            "num-samples": len(self.data),
+            "labelled": self.labelled,
+            "trains": self.trains,
+            "num-classes": int(self.data.num_classes),
+        }
+        for m in self.modalities:
+            info[f"shape.{m}"] = "x".join(str(s) for s in self.data.windows[m].shape[1:])
+        moments = {m: ChannelMoments.from_windows(self.data.windows[m]) for m in self.modalities}
+        return info, moments
+
+    # ------------------------------------------------------------ phase 2
+    def pretrain(
+        self,
+        states: Mapping[str, Mapping[str, torch.Tensor]],
+        *,
+        epochs: int,
+        seed: int,
+        oracle: bool = False,
+    ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, float]]:
+        """Train one autoencoder per held modality from the global states given.
+
+        Returns the updated states and metrics ``{"<m>.loss", "<m>.num-samples"}``.
+        """
+        cfg = self.config
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        metrics: dict[str, float] = {}
+        for m in self.held(oracle):
+            if m not in states:
+                continue
+            ae = Autoencoder(SensorEncoder(m, cfg.embed_dim))
+            ae.load_state_dict(states[m])
+            x = self.tensor(m, oracle=oracle)
+            loss = pretrain_autoencoder(
+                ae, x, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate, seed=seed
+            )
+            out[m] = ae.state_dict()
+            metrics[f"{m}.loss"] = float(loss)
+            metrics[f"{m}.num-samples"] = float(len(x))
+        return out, metrics
+
+    # ------------------------------------------------------------ phase 3
+    def embed(self, model: FusionModel, modality: str) -> NDArray[np.float32]:
+        """L2-normalised encoder embeddings ``(N, embed_dim)`` of the node's ``modality``."""
+        x = self.tensor(modality)
+        emb = embed_all(model.encoders[modality], x, batch_size=256)
+        return l2_normalize(emb)
+
+    # ------------------------------------------------------------ phase 4
+    def features(
+        self, model: FusionModel, modality: str, index: NDArray[np.int64]
+    ) -> NDArray[np.float32]:
+        """Projected embeddings ``(P, proj_dim)`` of ``modality`` for the given rows."""
+        x = self.tensor(modality)
+        if index.size and (index.min() < 0 or index.max() >= len(x)):
+            raise DataError(
+                f"partner index out of range for node {self.role!r}: valid rows are 0..{len(x) - 1}"
+            )
+        sel = x[torch.from_numpy(index.astype(np.int64))]
+
+        def project(batch: torch.Tensor) -> torch.Tensor:
+            return model.embed(modality, batch)
+
+        return np.asarray(embed_all(project, sel, batch_size=256), dtype=np.float32)
+
+    # ------------------------------------------------------------ phase 5
+    def align(
+        self,
+        model: FusionModel,
+        partners: Mapping[str, PartnerView],
+        weights: NDArray[np.float32],
+        *,
+        epochs: int,
+        seed: int,
+        oracle: bool = False,
+    ) -> float:
+        """Weighted contrastive training on own windows plus routed partner features.
+
+        Samples without a partner for some lacking modality keep that view masked.
+        ``weights`` is the per-sample tuple weight ``(N,)``.
+        """
+        cfg = self.config
+        own = self.inputs(oracle=oracle)
+        n = len(self.data)
+        partner_tensors: dict[str, torch.Tensor] = {}
+        for m, view in partners.items():
+            if m in own:
+                continue
+            # Rows without a partner keep a zero vector; the loss masks them out below.
+            feats = np.zeros((n, view.features.shape[1]), dtype=np.float32)
+            feats[view.index] = view.features
+            partner_tensors[m] = torch.from_numpy(feats)
+        w = torch.from_numpy(np.asarray(weights, dtype=np.float32))
+        return float(
+            align(
+                model,
+                own,
+                partner_tensors,
+                w,
+                epochs=epochs,
+                batch_size=cfg.batch_size,
+                lr=cfg.learning_rate,
+                temperature=cfg.temperature,
+                seed=seed,
+            )
+        )
+
+    # ------------------------------------------------------------ phase 6
+    def labelled_subset(self) -> NDArray[np.int64]:
+        """Rows whose labels the run may train on (stratified, seeded label budget)."""
+        if not self.labelled:
+            raise ConfigError(f"node {self.role!r} is not labelled; fine-tuning needs labels")
+        n = len(self.data)
+        budget = self.config.label_budget
+        if budget == 0 or budget >= n:
+            return np.arange(n, dtype=np.int64)
+        rng = np.random.default_rng(self.config.seed)
+        labels = self.data.labels
+        classes = np.unique(labels)
+        chosen: list[int] = []
+        per_class = {int(c): rng.permutation(np.flatnonzero(labels == c)).tolist() for c in classes}
+        while len(chosen) < budget:
+            for c in classes:
+                if per_class[int(c)] and len(chosen) < budget:
+                    chosen.append(per_class[int(c)].pop())
+        return np.sort(np.asarray(chosen, dtype=np.int64))
+
+    def finetune(self, model: FusionModel, *, epochs: int, seed: int) -> float:
+        """Supervised training of the fusion classifier on the node's labelled rows."""
+        rows = torch.from_numpy(self.labelled_subset())
+        inputs = {m: t[rows] for m, t in self.inputs().items()}
+        labels = torch.from_numpy(self.data.labels.astype(np.int64))[rows]
+        cfg = self.config
+        return float(
+            finetune(
+                model, inputs, labels, epochs=epochs, batch_size=cfg.batch_size,
+                lr=cfg.learning_rate, seed=seed,
+            )
+        )
+
+    def confusion(self, model: FusionModel) -> NDArray[np.int64]:
+        """Confusion matrix ``(K, K)`` (rows: true class) of ``model`` on this node's data."""
+        k = int(self.data.num_classes)
+        pred = predict(model, self.inputs()).numpy().astype(np.int64)
+        true = self.data.labels.astype(np.int64)
+        cm = np.zeros((k, k), dtype=np.int64)
+        np.add.at(cm, (true, pred), 1)
+        return cm
+
+    def evaluation_labels(self) -> NDArray[np.int64]:
+        """Labels for coordinator-side evaluation of the binding (never used for training)."""
+        return self.data.labels.astype(np.int64)
+
+
+def union_modalities(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """Modalities held by any of ``groups``, in registry order."""
+    from mmbind.modalities import REGISTRY
+
+    held = {m for g in groups for m in g}
+    return tuple(m for m in REGISTRY if m in held)

@@ -1,0 +1,87 @@
+"""The run configuration of one federated MMBind run.
+
+One validated object, built from Flower's run config (kebab-case keys, as in
+``[tool.flwr.app.config]`` of pyproject.toml and ``flwr run -c key=value``) or
+from CLI arguments. The ServerApp and every ClientApp build it from the same
+``context.run_config``, so both sides agree on the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mmbind.errors import ConfigError
+from mmbind.modalities import parse_modalities
+
+METHODS = ("mmbind", "lower_bound", "upper_bound")
+Method = Literal["mmbind", "lower_bound", "upper_bound"]
+
+
+class RunConfig(BaseModel):
+    """Hyperparameters and data selection of one run (all six phases)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: Literal["synthetic", "utd-mhad"] = "synthetic"
+    data_dir: str = ""
+    seed: int = 0
+    split: int = Field(0, ge=0)
+    nodes_per_role: int = Field(1, ge=1, le=16)
+    shared_modality: str = "acc"
+    binding: Literal["modality", "label"] = "modality"
+    label_budget: int = Field(0, ge=0, description="labelled samples used at node C; 0 = all")
+    embed_dim: int = Field(128, ge=8, le=2048)
+    proj_dim: int = Field(128, ge=8, le=2048)
+    pretrain_rounds: int = Field(3, ge=0)
+    pretrain_epochs: int = Field(5, ge=1)
+    align_rounds: int = Field(4, ge=0)
+    align_epochs: int = Field(3, ge=1)
+    refresh_every: int = Field(2, ge=1, description="refresh partner features every N align rounds")
+    finetune_rounds: int = Field(1, ge=1)
+    finetune_epochs: int = Field(60, ge=1)
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    temperature: float = Field(0.07, gt=0)
+    weighting: str = "similarity"
+    methods: tuple[Method, ...] = METHODS
+    synthetic_classes: int = Field(6, ge=2)
+    synthetic_trials: int = Field(6, ge=1)
+    output: str = ""
+
+    @field_validator("shared_modality")
+    @classmethod
+    def _known_modality(cls, value: str) -> str:
+        return parse_modalities(value)[0]
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _split_methods(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @classmethod
+    def from_flower(cls, user_config: Mapping[str, Any]) -> RunConfig:
+        """Build from a Flower ``UserConfig`` (kebab-case keys)."""
+        return cls.from_mapping({k.replace("-", "_"): v for k, v in user_config.items()})
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Validate ``values``; any invalid entry becomes one :class:`ConfigError` line."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]).replace("_", "-")
+            value = err.get("input")
+            raise ConfigError(f"invalid run config {where}={value!r}: {err['msg']}") from None
+
+    def to_flower(self) -> dict[str, bool | int | float | str]:
+        """Flower ``UserConfig`` form: kebab-case keys, scalar values."""
+        out: dict[str, bool | int | float | str] = {}
+        for key, value in self.model_dump().items():
+            out[key.replace("_", "-")] = ",".join(value) if isinstance(value, tuple) else value
+        return out

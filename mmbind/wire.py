@@ -1,0 +1,64 @@
+"""The Flower message contract between the coordinator's ServerApp and the nodes' ClientApps.
+
+Message types follow Flower's ``<category>.<action>`` form. Arrays travel in
+``ArrayRecord``s, numbers in ``MetricRecord``s, settings in ``ConfigRecord``s.
+Only model weights, metrics, aggregate statistics and embeddings cross the
+network: no message carries a raw sensor window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord
+from numpy.typing import NDArray
+
+MANIFEST = "query.manifest"
+PRETRAIN = "train.pretrain"
+EMBED = "query.embed"
+FEATURES = "query.features"
+ALIGN = "train.align"
+FINETUNE = "train.finetune"
+EVALUATE = "evaluate.test"
+
+# Record keys
+CONFIG = "config"
+METRICS = "metrics"
+MANIFEST_KEY = "manifest"
+MOMENTS = "moments"
+NORMALIZATION = "normalization"
+MODEL = "model"
+EMBEDDINGS = "embeddings"
+FEATURES_KEY = "features"
+PARTNER = "partner"
+CONFUSION = "confusion"
+EVAL_LABELS = "evaluation-labels"
+
+
+def autoencoder_key(modality: str) -> str:
+    """Record key of the autoencoder state of ``modality`` in a pretraining message."""
+    return f"ae.{modality}"
+
+
+def arrays_to_record(arrays: Mapping[str, NDArray[np.generic]]) -> ArrayRecord:
+    """Pack named numpy arrays into an ``ArrayRecord``."""
+    return ArrayRecord(
+        array_dict={k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    )
+
+
+def record_to_arrays(record: ArrayRecord) -> dict[str, NDArray[np.generic]]:
+    """Unpack an ``ArrayRecord`` made by :func:`arrays_to_record`."""
+    return {k: v.numpy() for k, v in record.items()}
+
+
+def state_to_record(state: Mapping[str, torch.Tensor]) -> ArrayRecord:
+    """Pack a torch ``state_dict`` (detached, on CPU)."""
+    return ArrayRecord(torch_state_dict={k: v.detach().cpu() for k, v in state.items()})
+
+
+def record_to_state(record: ArrayRecord) -> dict[str, torch.Tensor]:
+    """Unpack a torch ``state_dict`` packed by :func:`state_to_record`."""
+    return dict(record.to_torch_state_dict())

@@ -1,0 +1,246 @@
+"""The coordinator's binding logic: who binds with whom, on what, and how well.
+
+The service keeps nodes' manifests and shared-modality uploads in a
+:class:`~mmbind.server.store.BindingStore`, plans which node needs which
+complementary modality from which partners, and computes the bindings with
+:mod:`mmbind.binding.pairing` (MMBind, Ouyang et al. 2025, Sec. 4.2: each sample
+bound to its most similar sample of a node holding the complementary modality,
+in both directions, many-to-one).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mmbind.binding.pairing import Bindings, bind_by_label, bind_by_modality, pairing_accuracy
+from mmbind.binding.weights import Weighting
+from mmbind.errors import BindingError, UnknownNodeError
+from mmbind.server.store import BindingStore
+
+log = logging.getLogger(__name__)
+
+EMBEDDINGS = "embeddings"
+
+
+@dataclass(frozen=True)
+class NodeManifest:
+    """What a node reported in phase 1."""
+
+    node_id: int
+    role: str
+    modalities: tuple[str, ...]
+    num_samples: int
+    labelled: bool
+    trains: bool
+    num_classes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "node_id": self.node_id,
+            "role": self.role,
+            "modalities": list(self.modalities),
+            "num_samples": self.num_samples,
+            "labelled": self.labelled,
+            "trains": self.trains,
+            "num_classes": self.num_classes,
+        }
+
+
+@dataclass(frozen=True)
+class BindRequest:
+    """Node ``node_id`` lacks ``modality``; ``partners`` hold it and the shared modality."""
+
+    node_id: int
+    modality: str
+    partners: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NodeBinding:
+    """The bindings of one node for one lacking modality, in global node ids."""
+
+    request: BindRequest
+    bindings: Bindings
+
+    @property
+    def partner_node_ids(self) -> NDArray[np.int64]:
+        """``(P,)`` node id of each binding's partner."""
+        ids = np.asarray(self.request.partners, dtype=np.int64)
+        return ids[self.bindings.partner_node]
+
+
+def plan_requests(nodes: Sequence[NodeManifest], shared: str) -> list[BindRequest]:
+    """Every (node, lacking modality) pair that binding through ``shared`` can fill.
+
+    Only training nodes take part. A node holding ``shared`` that lacks modality
+    ``m`` binds against all other training nodes holding both ``shared`` and ``m``.
+    """
+    train = [n for n in nodes if n.trains]
+    wanted = sorted({m for n in train for m in n.modalities})
+    requests: list[BindRequest] = []
+    for node in train:
+        if shared not in node.modalities:
+            continue
+        for m in wanted:
+            if m in node.modalities:
+                continue
+            partners = tuple(
+                p.node_id
+                for p in train
+                if p.node_id != node.node_id and shared in p.modalities and m in p.modalities
+            )
+            if partners:
+                requests.append(BindRequest(node.node_id, m, partners))
+    return requests
+
+
+def check_bindable(nodes: Sequence[NodeManifest], shared: str) -> list[BindRequest]:
+    """The run's binding plan, or a :class:`BindingError` that says why there is none."""
+    requests = plan_requests(nodes, shared)
+    if not requests:
+        layout = "; ".join(f"node {n.node_id} ({n.role}): {','.join(n.modalities)}" for n in nodes)
+        raise BindingError(
+            f"no two training nodes can bind through {shared!r}: binding needs nodes that "
+            f"share {shared!r} and hold different other modalities; nodes: {layout}"
+        )
+    return requests
+
+
+class BindingService:
+    """Binding state of one run, kept in a store.
+
+    Parameters
+    ----------
+    store : BindingStore
+        Where manifests and uploads live (in-process or Redis).
+    run_id : str
+        Namespace of this run in the store.
+    shared_modality : str
+        The modality through which nodes are bound (the paper: acc).
+    weighting : Weighting
+        Maps a binding's cosine similarity to its weight in the contrastive loss.
+    """
+
+    def __init__(
+        self, store: BindingStore, run_id: str, shared_modality: str, weighting: Weighting
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.shared = shared_modality
+        self.weighting = weighting
+        self._nodes: dict[int, NodeManifest] = {}
+
+    # ------------------------------------------------------------- manifests
+    def register(self, manifest: NodeManifest) -> None:
+        self._nodes[manifest.node_id] = manifest
+        self.store.put_manifest(self.run_id, manifest.node_id, manifest.to_dict())
+
+    @property
+    def nodes(self) -> list[NodeManifest]:
+        return list(self._nodes.values())
+
+    def node(self, node_id: int) -> NodeManifest:
+        try:
+            return self._nodes[node_id]
+        except KeyError:
+            known = ", ".join(str(n) for n in sorted(self._nodes)) or "none"
+            raise UnknownNodeError(f"unknown node {node_id}; nodes of this run: {known}") from None
+
+    # --------------------------------------------------------------- uploads
+    def upload(self, node_id: int, embeddings: NDArray[np.float32], labels: NDArray[np.int64] | None = None) -> None:
+        """Store a node's shared-modality embeddings ``(N, d)`` (and label ids for label binding)."""
+        node = self.node(node_id)
+        if embeddings.ndim != 2 or embeddings.shape[0] != node.num_samples:
+            raise BindingError(
+                f"node {node_id} uploaded embeddings of shape {embeddings.shape}; expected "
+                f"({node.num_samples}, d) for its {node.num_samples} samples"
+            )
+        if not np.isfinite(embeddings).all():
+            raise BindingError(f"node {node_id} uploaded non-finite embeddings")
+        arrays: dict[str, NDArray[np.generic]] = {"embeddings": embeddings.astype(np.float32)}
+        if labels is not None:
+            arrays["labels"] = labels.astype(np.int64)
+        self.store.put_arrays(self.run_id, node_id, EMBEDDINGS, arrays)
+
+    def _uploaded(self, node_id: int) -> dict[str, NDArray[np.generic]]:
+        return self.store.arrays(self.run_id, node_id, EMBEDDINGS)
+
+    # --------------------------------------------------------------- binding
+    def bind(self, requests: Sequence[BindRequest], *, by: str = "modality", seed: int = 0) -> list[NodeBinding]:
+        """Compute every request's bindings from the stored uploads.
+
+        ``by="modality"``: top-1 cosine match over the partners' shared-modality
+        embeddings. ``by="label"``: a random partner sample of the same class
+        (the paper's label binding), with the embeddings' cosine as similarity.
+        """
+        out: list[NodeBinding] = []
+        for req in requests:
+            query = self._uploaded(req.node_id)
+            partners = [self._uploaded(p) for p in req.partners]
+            q_emb = np.asarray(query["embeddings"], np.float32)
+            p_emb = [np.asarray(p["embeddings"], np.float32) for p in partners]
+            if by == "modality":
+                bindings = bind_by_modality(q_emb, p_emb)
+            else:
+                if "labels" not in query or any("labels" not in p for p in partners):
+                    raise BindingError(
+                        "label binding needs label ids from every node that binds; "
+                        f"node {req.node_id} or one of its partners {req.partners} sent none"
+                    )
+                bindings = bind_by_label(
+                    np.asarray(query["labels"], np.int64),
+                    [np.asarray(p["labels"], np.int64) for p in partners],
+                    seed=seed + req.node_id % 10_000,
+                    similarity=(q_emb, p_emb),
+                )
+            out.append(NodeBinding(req, bindings))
+            log.debug(
+                "node %d lacks %s: %d bindings over partners %s",
+                req.node_id, req.modality, len(bindings), req.partners,
+            )
+        return out
+
+    def tuple_weights(self, node_id: int, bindings: Sequence[NodeBinding]) -> NDArray[np.float32]:
+        """Per-sample weight ``(N,)`` of a node's pseudo-complete tuples.
+
+        The mean of the weighted similarity over its bound modalities; samples
+        with no binding (or nodes that bind nothing) weigh 1, as natural tuples do.
+        """
+        n = self.node(node_id).num_samples
+        mine = [b for b in bindings if b.request.node_id == node_id]
+        if not mine:
+            return np.ones(n, dtype=np.float32)
+        total = np.zeros(n, dtype=np.float64)
+        count = np.zeros(n, dtype=np.float64)
+        for b in mine:
+            w = np.asarray(self.weighting(b.bindings.similarity), dtype=np.float64)
+            np.add.at(total, b.bindings.query_index, w)
+            np.add.at(count, b.bindings.query_index, 1.0)
+        weights = np.where(count > 0, total / np.maximum(count, 1.0), 1.0)
+        return weights.astype(np.float32)
+
+
+def binding_report(
+    bindings: Sequence[NodeBinding], labels: Mapping[int, NDArray[np.int64]]
+) -> dict[str, float | int]:
+    """Pairs, pairing accuracy (evaluation labels only) and mean similarity of a run's binding."""
+    pairs = sum(len(b.bindings) for b in bindings)
+    sims = np.concatenate([b.bindings.similarity for b in bindings]) if bindings else np.zeros(0)
+    report: dict[str, float | int] = {
+        "pairs": int(pairs),
+        "mean_similarity": float(sims.mean()) if sims.size else 0.0,
+    }
+    if labels and all(b.request.node_id in labels for b in bindings):
+        correct = 0.0
+        for b in bindings:
+            acc = pairing_accuracy(
+                b.bindings, labels[b.request.node_id], [labels[p] for p in b.request.partners]
+            )
+            correct += acc * len(b.bindings)
+        report["pairing_accuracy"] = correct / pairs if pairs else 0.0
+    return report

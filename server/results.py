@@ -1,0 +1,104 @@
+"""Metrics from confusion matrices, the results.json document and its table."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mmbind.run_config import RunConfig
+
+
+def metrics_from_confusion(cm: NDArray[np.integer]) -> dict[str, float]:
+    """Accuracy and macro-F1 from a confusion matrix ``(K, K)`` (rows: true class).
+
+    Macro-F1 averages the per-class F1 over the classes that occur in the true
+    labels or the predictions.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    total = cm.sum()
+    tp = np.diag(cm)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    present = (support + predicted) > 0
+    denom = support + predicted
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "test_samples": float(total),
+    }
+
+
+def build_results(
+    *,
+    config: RunConfig,
+    engine: str,
+    methods: dict[str, dict[str, float]],
+    binding: dict[str, Any],
+    phases: dict[str, float],
+    wall_seconds: float,
+    nodes: list[dict[str, Any]],
+    history: dict[str, list[float]],
+) -> dict[str, Any]:
+    """The results.json document (the shape documented in README.md)."""
+    return {
+        "dataset": config.dataset,
+        "engine": engine,
+        "methods": {
+            name: {
+                "accuracy": round(m["accuracy"], 6),
+                "macro_f1": round(m["macro_f1"], 6),
+                "seconds": round(m.get("seconds", 0.0), 3),
+            }
+            for name, m in methods.items()
+        },
+        "binding": {
+            "pairs": int(binding.get("pairs", 0)),
+            "pairing_accuracy": _maybe_round(binding.get("pairing_accuracy")),
+            "mean_similarity": _maybe_round(binding.get("mean_similarity")),
+        },
+        "phases": {name: {"seconds": round(s, 3)} for name, s in phases.items()},
+        "wall_seconds": round(wall_seconds, 3),
+        "nodes": nodes,
+        "history": {k: [round(v, 6) for v in vs] for k, vs in history.items()},
+        "config": config.to_flower(),
+    }
+
+
+def _maybe_round(value: Any) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), 6)
+
+
+def write_results(results: dict[str, Any], output: str | Path) -> Path:
+    """Write ``results.json`` into ``output`` (created if needed); return its path."""
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "results.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+METHOD_TITLES = {
+    "lower_bound": "Lower bound (labelled node only)",
+    "mmbind": "MMBind (federated)",
+    "upper_bound": "Upper bound (naturally paired)",
+}
+
+
+def format_table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Rows ``(method, accuracy, macro-F1)`` in a fixed order, for printing."""
+    rows = []
+    for name in ("lower_bound", "mmbind", "upper_bound"):
+        if name in results["methods"]:
+            m = results["methods"][name]
+            rows.append((METHOD_TITLES[name], f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}"))
+    return rows
