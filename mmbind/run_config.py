@@ -50,6 +50,8 @@ class RunConfig(BaseModel):
     synthetic_classes: int = Field(6, ge=2)
     synthetic_trials: int = Field(6, ge=1)
     output: str = ""
+    min_nodes: int = Field(1, ge=1, description="nodes to wait for before phase 1")
+    wait_seconds: float = Field(120.0, gt=0, description="how long to wait for min-nodes")
 
     @field_validator("shared_modality")
     @classmethod

@@ -32,12 +32,24 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ConfigError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING or ERROR")
+    handler = logging.StreamHandler()
+    handler.setLevel(numeric)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=numeric, handlers=[handler])
     # Flower and Ray are chatty at INFO; keep them at our level or quieter.
-    for name in ("flwr", "ray"):
+    for name in ("flwr", "ray", "alembic"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("flwr").addFilter(_DropDeprecation())
+
+
+class _DropDeprecation(logging.Filter):
+    """Flower flags its Python simulation entry point as deprecated; we use it on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "DEPRECATED FEATURE" not in record.getMessage()
 
 
 def _progress_display(enabled: bool) -> tuple[Callable[[str, int, int], None] | None, Any]:

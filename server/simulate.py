@@ -33,7 +33,7 @@ def simulate(
     plans = simulation_plan(config)
     cpus = num_cpus or os.cpu_count() or 1
     collected: dict[str, Any] = {}
-    overrides = config.to_flower()
+    overrides = {**config.to_flower(), "min-nodes": len(plans)}
     server_app = make_server_app(overrides, progress=progress, on_results=collected.update)
     client_app = make_client_app(overrides)
     start = time.perf_counter()

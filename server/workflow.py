@@ -152,11 +152,24 @@ class Workflow:
         return {"modalities": ",".join(self._modalities), **extra}
 
     # -------------------------------------------------------------- phase 1
+    def _wait_for_nodes(self) -> list[int]:
+        """Node ids once ``min_nodes`` are connected, or a FederationError after ``wait_seconds``."""
+        cfg = self.config
+        deadline = time.monotonic() + cfg.wait_seconds
+        while True:
+            node_ids = sorted(self.grid.get_node_ids())
+            if len(node_ids) >= cfg.min_nodes:
+                return node_ids
+            if time.monotonic() > deadline:
+                raise FederationError(
+                    f"only {len(node_ids)} of {cfg.min_nodes} nodes connected within "
+                    f"{cfg.wait_seconds:.0f} s; start more nodes or lower min-nodes"
+                )
+            time.sleep(0.2)
+
     def manifest(self) -> list[NodeManifest]:
         """Phase 1: gather manifests, check compatibility, build normalisation stats."""
-        node_ids = sorted(self.grid.get_node_ids())
-        if not node_ids:
-            raise FederationError("no node is connected to the coordinator")
+        node_ids = self._wait_for_nodes()
         self.progress("manifest", 0, 1)
         replies = self._send(wire.MANIFEST, {n: RecordDict() for n in node_ids})
         moments: dict[str, list[ChannelMoments]] = defaultdict(list)
