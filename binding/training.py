@@ -113,14 +113,15 @@ def align(
     lr: float,
     temperature: float,
     seed: int,
+    partner_present: Mapping[str, Tensor] | None = None,
 ) -> float:
     """Weighted contrastive alignment of a node's pseudo-complete tuples (AdamW).
 
     The views are ``model.modalities`` in order. View ``v`` of sample ``n`` is
     ``model.embed(v, own[v][n])`` when the node holds ``v`` (own data wins over a partner
     embedding of the same modality), else the fixed partner embedding ``partner[v][n]`` (no
-    gradient flows into it), else it is missing and masked out. Only the encoders and heads of
-    the own modalities get gradients.
+    gradient flows into it) unless ``partner_present[v][n]`` is False, else it is missing and
+    masked out. Only the encoders and heads of the own modalities get gradients.
 
     Parameters
     ----------
@@ -134,6 +135,9 @@ def align(
     epochs, batch_size : int
     lr, temperature : float
     seed : int
+    partner_present : mapping of modality to BoolTensor (N,), optional
+        Which rows of ``partner[v]`` exist (e.g. samples a binding left out); the rows marked
+        False are masked and may hold any value, NaN included. Default: all rows exist.
 
     Returns
     -------
@@ -165,18 +169,32 @@ def align(
     )
     if weights.ndim != 1:
         raise ShapeError(f"weights must have shape (N,); got {tuple(weights.shape)}")
+    masks = dict(partner_present or {})
+    for m in masks:
+        if m not in partner:
+            raise ShapeError(f"partner_present names {m!r}, which has no partner embeddings")
+    fixed: dict[str, Tensor] = {}
+    fixed_rows: dict[str, Tensor] = {}
     for m, z in partner.items():
         if z.ndim != 2 or z.shape[1] != model.proj_dim:
             raise ShapeError(
                 f"partner[{m!r}] must have shape (N, {model.proj_dim}); got {tuple(z.shape)}"
             )
-        if not bool(torch.isfinite(z).all()):
+        rows = masks.get(m, torch.ones(n, dtype=torch.bool))
+        if rows.dtype != torch.bool or tuple(rows.shape) != (n,):
+            raise ShapeError(
+                f"partner_present[{m!r}] must be a bool tensor of shape ({n},); "
+                f"got {rows.dtype} {tuple(rows.shape)}"
+            )
+        z = z.detach().float()
+        if not bool(torch.isfinite(z[rows]).all()):
             raise DataError(f"partner[{m!r}] holds NaN or infinite values")
+        if m not in own:
+            fixed[m] = F.normalize(torch.where(rows.unsqueeze(1), z, torch.zeros_like(z)), dim=-1)
+            fixed_rows[m] = rows
     if n == 0:
         raise ShapeError("align needs at least one sample")
     w_all = weights.detach().float()
-    partner_only = [m for m in model.modalities if m in partner and m not in own]
-    fixed = {m: F.normalize(partner[m].detach().float(), dim=-1) for m in partner_only}
 
     gen = torch.Generator().manual_seed(seed)
     modules = [mod for m in own for mod in (model.encoders[m], model.heads[m])]
@@ -196,7 +214,7 @@ def align(
                     present[:, v] = True
                 elif m in fixed:
                     views.append(fixed[m][idx])
-                    present[:, v] = True
+                    present[:, v] = fixed_rows[m][idx]
                 else:
                     views.append(torch.zeros(b, model.proj_dim))
             loss: Tensor = loss_fn(torch.stack(views, dim=1), present, w_all[idx])

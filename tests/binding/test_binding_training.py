@@ -209,3 +209,41 @@ def test_embed_all_matches_direct_call_and_restores_mode() -> None:
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert enc.training
     assert embed_all(enc, data["acc"][:0]).shape == (0, 0)
+
+
+def test_align_partner_present_masks_rows() -> None:
+    # Prepare: NaN rows of a partner embedding marked absent are masked out.
+    data, _ = toy_data()
+    kwargs = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "temperature": 0.1, "seed": 0}
+    own = {"acc": data["acc"]}
+    gyro = torch.full((N, 16), float("nan"))
+    none_present = {"gyro": torch.zeros(N, dtype=torch.bool)}
+    half = torch.arange(N) % 2 == 0
+    gyro_half = torch.where(half.unsqueeze(1), torch.randn(N, 16), gyro)
+    # Execute
+    without = align(fresh_model(), own, {}, torch.ones(N), **kwargs)  # type: ignore[arg-type]
+    masked = align(
+        fresh_model(), own, {"gyro": gyro}, torch.ones(N), partner_present=none_present, **kwargs
+    )  # type: ignore[arg-type]
+    partial = align(
+        fresh_model(),
+        own,
+        {"gyro": gyro_half},
+        torch.ones(N),
+        partner_present={"gyro": half},
+        **kwargs,
+    )  # type: ignore[arg-type]
+    # Assert
+    assert masked == without == 0.0  # one view per tuple: no positives at all
+    assert np.isfinite(partial) and partial > 0.0
+    with pytest.raises(DataError):
+        align(fresh_model(), own, {"gyro": gyro}, torch.ones(N), **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ShapeError):
+        align(
+            fresh_model(),
+            own,
+            {"gyro": gyro},
+            torch.ones(N),
+            partner_present={"gyro": half[:-1]},
+            **kwargs,
+        )  # type: ignore[arg-type]
