@@ -68,9 +68,9 @@ class NodeBinding:
     bindings: Bindings
 
     @property
-    def partner_node_ids(self) -> NDArray[np.int64]:
+    def partner_node_ids(self) -> NDArray[np.uint64]:
         """``(P,)`` node id of each binding's partner."""
-        ids = np.asarray(self.request.partners, dtype=np.int64)
+        ids = np.asarray(self.request.partners, dtype=np.uint64)  # Flower node ids are u64
         return ids[self.bindings.partner_node]
 
 

@@ -1,0 +1,82 @@
+"""The coordinator's binding plan and bindings, on the in-process store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmbind.binding.search import l2_normalize
+from mmbind.binding.weights import get_weighting
+from mmbind.errors import BindingError, UnknownNodeError
+from mmbind.server.binding_service import (
+    BindingService,
+    NodeManifest,
+    binding_report,
+    check_bindable,
+    plan_requests,
+)
+from mmbind.server.store import InMemoryBindingStore
+
+
+def paper_nodes(n: int = 6) -> list[NodeManifest]:
+    def node(i: int, role: str, mods: str, labelled: bool = False, trains: bool = True) -> NodeManifest:
+        return NodeManifest(i, role, tuple(mods.split(",")), n, labelled, trains, 3)
+
+    return [
+        node(10, "A", "acc,skeleton"),
+        node(11, "B", "acc,gyro"),
+        node(12, "C", "gyro,skeleton", labelled=True),
+        node(13, "test", "gyro,skeleton", trains=False),
+    ]
+
+
+def test_plan_binds_A_and_B_both_directions() -> None:
+    requests = plan_requests(paper_nodes(), "acc")
+    assert {(r.node_id, r.modality, r.partners) for r in requests} == {
+        (10, "gyro", (11,)),
+        (11, "skeleton", (10,)),
+    }
+
+
+def test_run_that_cannot_bind_is_refused_with_the_layout() -> None:
+    nodes = [n for n in paper_nodes() if n.role != "B"]
+    with pytest.raises(BindingError, match=r"no two training nodes can bind through 'acc'.*node 10 \(A\)"):
+        check_bindable(nodes, "acc")
+
+
+def test_bindings_are_top1_matches_and_weights_follow_similarity() -> None:
+    # Prepare: B's samples are A's, permuted, with a little noise.
+    rng = np.random.default_rng(0)
+    a = l2_normalize(rng.normal(size=(6, 8)))
+    perm = rng.permutation(6)
+    b = l2_normalize(a[perm] + 0.01 * rng.normal(size=(6, 8)))
+    service = BindingService(InMemoryBindingStore(), "run", "acc", get_weighting("similarity"))
+    for node in paper_nodes():
+        service.register(node)
+    service.upload(10, a)
+    service.upload(11, b)
+    # Execute
+    bindings = service.bind(plan_requests(service.nodes, "acc"))
+    # Assert
+    a_to_b = next(x for x in bindings if x.request.node_id == 10)
+    np.testing.assert_array_equal(perm[a_to_b.bindings.partner_index], np.arange(6))
+    assert (a_to_b.partner_node_ids == 11).all()
+    weights = service.tuple_weights(10, bindings)
+    np.testing.assert_allclose(weights, np.clip(a_to_b.bindings.similarity, 0, 1), rtol=1e-6)
+    np.testing.assert_array_equal(service.tuple_weights(12, bindings), np.ones(6))
+    labels = {10: np.arange(6), 11: perm}
+    report = binding_report(bindings, labels)
+    assert report["pairs"] == 12
+    assert report["pairing_accuracy"] == pytest.approx(1.0)
+
+
+def test_upload_checks_node_and_shape() -> None:
+    service = BindingService(InMemoryBindingStore(), "run", "acc", get_weighting("similarity"))
+    for node in paper_nodes():
+        service.register(node)
+    with pytest.raises(UnknownNodeError, match="unknown node 99"):
+        service.upload(99, np.zeros((6, 4), np.float32))
+    with pytest.raises(BindingError, match=r"expected \(6, d\)"):
+        service.upload(10, np.zeros((5, 4), np.float32))
+    with pytest.raises(BindingError, match="non-finite"):
+        service.upload(10, np.full((6, 4), np.nan, np.float32))
