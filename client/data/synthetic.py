@@ -5,30 +5,37 @@ It needs no files and makes binding meaningful and measurable:
 * **Class motion.** Each class ``c`` has a smooth latent motion ``z_c(t)`` in a
   low-dimensional shared space (``4`` dims), each dim a sum of sinusoids with
   class-specific frequencies, phases and amplitudes plus a Gaussian bump. Classes
-  come in *sibling pairs* (``2k, 2k + 1``) whose shared motions are partly alike,
-  so the shared modality alone confuses siblings.
+  come in *sibling pairs* (``2k, 2k + 1``) whose shared motions are partly alike
+  (a common component of weight 0.3), so errors of the shared modality lean towards
+  the sibling (about 26 % of acc nearest-neighbour errors, 20 % if uniform).
 * **Private motion.** Each class also has private latent components (``2`` dims each)
   seen only by gyro and only by skeleton. They separate siblings, so partner
   modalities add information the shared one lacks.
 * **Subject style** (the domain shift), drawn per subject: a time warp (tempo and a
-  smooth non-linear warp), per-dim gains and a mixing of the latent dims (people do a
-  motion their own way), an orientation of the wrist sensor (rotates acc and gyro
-  axes), per-channel sensor biases and a body shape (skeleton rest-pose offsets).
+  smooth non-linear warp), per-dim gains and a mixing of the shared dims, a motion of
+  its own added to every class, its own way of doing each class (a per-class motion,
+  weak in the shared dims and strong in the private ones), a perturbation of each
+  modality's mixing (sensor placement, body proportions), an orientation of the wrist
+  sensor (rotates acc and gyro axes), per-channel sensor biases and a body shape
+  (skeleton rest-pose offsets).
 * **Modalities.** acc = a fixed mixing of the shared latent plus gravity [g];
   gyro = a mixing of the latent's time derivative plus gyro-private motion [deg/s];
   skeleton = a rest pose plus a mixing of the shared latent and skeleton-private
   motion into 20 joints x 3 axes [m]. Sensor noise is added to all. acc predicts
   gyro and skeleton through the shared latent.
 * **Trials.** Each (subject, class, trial) is a sample with its own small time shift,
-  amplitude jitter and noise.
+  amplitude jitter, random smooth motion and white noise.
 
-With the defaults a few labelled samples of two subjects generalise much worse to
-other subjects than to new trials of the same subjects, while nearest-neighbour
-matching on acc across disjoint subjects pairs same-class samples far above chance
-(see ``tests/data/test_synthetic.py``).
+With the defaults (6 classes, 8 subjects, 6 trials; means over seeds 0..9) a ridge
+classifier on skeleton + gyro of two subjects scores 1.00 on new trials of those
+subjects but 0.67 on two other subjects (0.83 when trained on six subjects), while
+cosine nearest-neighbour matching of globally standardised acc windows between
+disjoint subject pairs finds a same-class partner for 0.59 of the samples (chance
+0.17). See ``tests/data/test_data_synthetic.py``.
 
-Every random draw comes from a generator seeded by ``(seed, stream, id)``: a subject's
-or a class's data do not depend on which other subjects or classes are generated.
+Every random draw comes from a generator seeded by ``(seed, stream, id)``: a class's
+motion does not depend on ``num_classes``, and a subject's samples do not depend on
+which other subjects or modalities are generated.
 """
 
 from __future__ import annotations
