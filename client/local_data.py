@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,9 +63,8 @@ def _simulated_node(config: RunConfig, partition_id: int) -> LocalNode:
     plan = plans[partition_id]
     full = load_dataset(config)
     own = node_dataset(plan, full)
-    oracle = full.for_subjects(plan.subjects)
-    if plan.role.trains:
-        oracle = oracle.with_modalities(ALL_MODALITIES)
+    # The same samples with every modality: the upper bound's naturally paired data.
+    oracle = node_dataset(replace(plan, role=replace(plan.role, modalities=ALL_MODALITIES)), full)
     log.debug("node %d: role %s, %d samples", partition_id, plan.role.name, len(own))
     return LocalNode(
         plan.role.name,

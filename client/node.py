@@ -226,13 +226,17 @@ class LocalNode:
         own = self.inputs(oracle=oracle)
         n = len(self.data)
         partner_tensors: dict[str, torch.Tensor] = {}
+        present: dict[str, torch.Tensor] = {}
         for m, view in partners.items():
             if m in own:
                 continue
-            # Rows without a partner keep a zero vector; the loss masks them out below.
+            # Rows a binding left out (label binding) are masked out of the loss.
             feats = np.zeros((n, view.features.shape[1]), dtype=np.float32)
             feats[view.index] = view.features
+            has = np.zeros(n, dtype=bool)
+            has[view.index] = True
             partner_tensors[m] = torch.from_numpy(feats)
+            present[m] = torch.from_numpy(has)
         w = torch.from_numpy(np.asarray(weights, dtype=np.float32))
         return float(
             align(
@@ -245,6 +249,7 @@ class LocalNode:
                 lr=cfg.learning_rate,
                 temperature=cfg.temperature,
                 seed=seed,
+                partner_present=present,
             )
         )
 

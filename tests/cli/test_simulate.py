@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mmbind.server.cli import main
+
 TINY = [
     "-c", "pretrain-rounds=1", "-c", "pretrain-epochs=2",
     "-c", "align-rounds=2", "-c", "align-epochs=1", "-c", "refresh-every=1",
@@ -50,28 +52,39 @@ def test_simulate_synthetic_end_to_end(tmp_path: Path) -> None:
     assert "MMBind" in proc.stdout and "pairing accuracy" in proc.stdout
 
 
-def test_missing_data_dir_is_one_line_error(tmp_path: Path) -> None:
-    proc = run_cli("simulate", "--dataset", "utd-mhad", "--data-dir", str(tmp_path / "nope"))
-    assert proc.returncode == 3
-    lines = proc.stderr.strip().splitlines()
+def test_missing_data_dir_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["simulate", "--dataset", "utd-mhad", "--data-dir", str(tmp_path / "nope")])
+    err = capsys.readouterr().err
+    assert code == 3
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mmbind: error:")
     assert "nope" in lines[0]
 
 
-def test_empty_data_dir_names_the_expected_files(tmp_path: Path) -> None:
-    proc = run_cli("simulate", "--dataset", "utd-mhad", "--data-dir", str(tmp_path))
-    assert proc.returncode == 3
-    assert "Inertial" in proc.stderr and proc.stderr.count("\n") == 1
+def test_empty_data_dir_names_the_expected_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["simulate", "--dataset", "utd-mhad", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "Inertial" in err and err.count("\n") == 1
 
 
-def test_unknown_shared_modality_is_config_error() -> None:
-    proc = run_cli("simulate", "-c", "shared-modality=accel")
-    assert proc.returncode == 2
-    assert "unknown modality 'accel'" in proc.stderr
-    assert "acc, gyro, mag, skeleton" in proc.stderr
+def test_unknown_shared_modality_is_config_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["simulate", "-c", "shared-modality=accel"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown modality 'accel'" in err
+    assert "acc, gyro, mag, skeleton" in err
 
 
-def test_bad_config_pair_is_config_error() -> None:
-    proc = run_cli("simulate", "-c", "align-rounds")
-    assert proc.returncode == 2
-    assert "key=value" in proc.stderr
+def test_bad_config_pair_is_config_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "-c", "align-rounds"]) == 2
+    assert "key=value" in capsys.readouterr().err
+
+
+def test_layout_that_cannot_bind_fails_before_the_simulation(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["simulate", "-c", "shared-modality=mag"]) == 4
+    assert "no two training nodes can bind through 'mag'" in capsys.readouterr().err
