@@ -113,7 +113,9 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
             seed=int(cfg["seed"]),  # type: ignore[call-overload]
             oracle=bool(cfg.get("oracle", False)),
         )
-        content = RecordDict({wire.autoencoder_key(m): wire.state_to_record(s) for m, s in new_states.items()})
+        content = RecordDict(
+            {wire.autoencoder_key(m): wire.state_to_record(s) for m, s in new_states.items()}
+        )
         content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
         return Message(content, reply_to=message)
 
@@ -132,7 +134,9 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
             if not node.labelled and not bool(cfg.get("share-labels", False)):
                 pass
             arrays["labels"] = node.evaluation_labels()
-        return Message(RecordDict({wire.EMBEDDINGS: wire.arrays_to_record(arrays)}), reply_to=message)
+        return Message(
+            RecordDict({wire.EMBEDDINGS: wire.arrays_to_record(arrays)}), reply_to=message
+        )
 
     @app.query("features")
     @guarded
@@ -146,7 +150,9 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         for key, index in requests.items():
             out[key] = node.features(model, key, np.asarray(index, dtype=np.int64))
         del cfg
-        return Message(RecordDict({wire.FEATURES_KEY: wire.arrays_to_record(out)}), reply_to=message)
+        return Message(
+            RecordDict({wire.FEATURES_KEY: wire.arrays_to_record(out)}), reply_to=message
+        )
 
     @app.train("align")
     @guarded
@@ -167,7 +173,9 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         weights = np.asarray(partner["weights"], np.float32)
         oracle = bool(cfg.get("oracle", False))
         loss = node.align(
-            model, views, weights,
+            model,
+            views,
+            weights,
             epochs=int(cfg["epochs"]),  # type: ignore[call-overload]
             seed=int(cfg["seed"]),  # type: ignore[call-overload]
             oracle=oracle,

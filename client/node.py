@@ -113,7 +113,9 @@ class LocalNode:
         self, stats: Mapping[str, tuple[NDArray[np.float32], NDArray[np.float32]]]
     ) -> None:
         """Install the coordinator's per-channel mean and std, ``(C,)`` each per modality."""
-        self._norm = {m: (np.asarray(a, np.float32), np.asarray(b, np.float32)) for m, (a, b) in stats.items()}
+        self._norm = {
+            m: (np.asarray(a, np.float32), np.asarray(b, np.float32)) for m, (a, b) in stats.items()
+        }
         self._cache.clear()
 
     def tensor(self, modality: str, *, oracle: bool = False) -> torch.Tensor:
@@ -281,8 +283,13 @@ class LocalNode:
         cfg = self.config
         return float(
             finetune(
-                model, inputs, labels, epochs=epochs, batch_size=cfg.batch_size,
-                lr=cfg.learning_rate, seed=seed,
+                model,
+                inputs,
+                labels,
+                epochs=epochs,
+                batch_size=cfg.batch_size,
+                lr=cfg.learning_rate,
+                seed=seed,
             )
         )
 

@@ -44,9 +44,7 @@ def autoencoder_key(modality: str) -> str:
 
 def arrays_to_record(arrays: Mapping[str, NDArray[np.generic]]) -> ArrayRecord:
     """Pack named numpy arrays into an ``ArrayRecord``."""
-    return ArrayRecord(
-        array_dict={k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()}
-    )
+    return ArrayRecord(array_dict={k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
 
 
 def record_to_arrays(record: ArrayRecord) -> dict[str, NDArray[np.generic]]:

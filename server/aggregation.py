@@ -28,7 +28,9 @@ def weighted_average(states: Sequence[State], weights: Sequence[float]) -> dict[
         raise FederationError(f"{len(states)} states but {len(weights)} weights")
     total = float(sum(weights))
     if total <= 0 or any(w < 0 for w in weights):
-        raise FederationError(f"aggregation weights must be >= 0 with a positive sum; got {list(weights)}")
+        raise FederationError(
+            f"aggregation weights must be >= 0 with a positive sum; got {list(weights)}"
+        )
     keys = set(states[0])
     for s in states[1:]:
         if set(s) != keys:

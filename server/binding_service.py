@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,7 +40,19 @@ class NodeManifest:
     trains: bool
     num_classes: int
 
-    def to_dict(self) -> dict[str, object]:
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodeManifest:
+        return cls(
+            node_id=int(data["node_id"]),
+            role=str(data["role"]),
+            modalities=tuple(str(m) for m in data["modalities"]),
+            num_samples=int(data["num_samples"]),
+            labelled=bool(data["labelled"]),
+            trains=bool(data["trains"]),
+            num_classes=int(data["num_classes"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "node_id": self.node_id,
             "role": self.role,
@@ -120,39 +133,34 @@ class BindingService:
         Where manifests and uploads live (in-process or Redis).
     run_id : str
         Namespace of this run in the store.
-    shared_modality : str
-        The modality through which nodes are bound (the paper: acc).
-    weighting : Weighting
-        Maps a binding's cosine similarity to its weight in the contrastive loss.
     """
 
-    def __init__(
-        self, store: BindingStore, run_id: str, shared_modality: str, weighting: Weighting
-    ) -> None:
+    def __init__(self, store: BindingStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
-        self.shared = shared_modality
-        self.weighting = weighting
-        self._nodes: dict[int, NodeManifest] = {}
 
     # ------------------------------------------------------------- manifests
     def register(self, manifest: NodeManifest) -> None:
-        self._nodes[manifest.node_id] = manifest
+        """Record a node's phase-1 manifest (the service keeps no state of its own)."""
         self.store.put_manifest(self.run_id, manifest.node_id, manifest.to_dict())
 
     @property
     def nodes(self) -> list[NodeManifest]:
-        return list(self._nodes.values())
+        """The run's registered nodes, by node id."""
+        stored = self.store.manifests(self.run_id)
+        return [NodeManifest.from_dict(stored[k]) for k in sorted(stored)]
 
     def node(self, node_id: int) -> NodeManifest:
-        try:
-            return self._nodes[node_id]
-        except KeyError:
-            known = ", ".join(str(n) for n in sorted(self._nodes)) or "none"
-            raise UnknownNodeError(f"unknown node {node_id}; nodes of this run: {known}") from None
+        stored = self.store.manifests(self.run_id)
+        if node_id not in stored:
+            known = ", ".join(str(n) for n in sorted(stored)) or "none"
+            raise UnknownNodeError(f"unknown node {node_id}; nodes of this run: {known}")
+        return NodeManifest.from_dict(stored[node_id])
 
     # --------------------------------------------------------------- uploads
-    def upload(self, node_id: int, embeddings: NDArray[np.float32], labels: NDArray[np.int64] | None = None) -> None:
+    def upload(
+        self, node_id: int, embeddings: NDArray[np.float32], labels: NDArray[np.int64] | None = None
+    ) -> None:
         """Store a node's shared-modality embeddings ``(N, d)`` (and label ids for label binding)."""
         node = self.node(node_id)
         if embeddings.ndim != 2 or embeddings.shape[0] != node.num_samples:
@@ -171,7 +179,9 @@ class BindingService:
         return self.store.arrays(self.run_id, node_id, EMBEDDINGS)
 
     # --------------------------------------------------------------- binding
-    def bind(self, requests: Sequence[BindRequest], *, by: str = "modality", seed: int = 0) -> list[NodeBinding]:
+    def bind(
+        self, requests: Sequence[BindRequest], *, by: str = "modality", seed: int = 0
+    ) -> list[NodeBinding]:
         """Compute every request's bindings from the stored uploads.
 
         ``by="modality"``: top-1 cosine match over the partners' shared-modality
@@ -201,28 +211,33 @@ class BindingService:
             out.append(NodeBinding(req, bindings))
             log.debug(
                 "node %d lacks %s: %d bindings over partners %s",
-                req.node_id, req.modality, len(bindings), req.partners,
+                req.node_id,
+                req.modality,
+                len(bindings),
+                req.partners,
             )
         return out
 
-    def tuple_weights(self, node_id: int, bindings: Sequence[NodeBinding]) -> NDArray[np.float32]:
-        """Per-sample weight ``(N,)`` of a node's pseudo-complete tuples.
 
-        The mean of the weighted similarity over its bound modalities; samples
-        with no binding (or nodes that bind nothing) weigh 1, as natural tuples do.
-        """
-        n = self.node(node_id).num_samples
-        mine = [b for b in bindings if b.request.node_id == node_id]
-        if not mine:
-            return np.ones(n, dtype=np.float32)
-        total = np.zeros(n, dtype=np.float64)
-        count = np.zeros(n, dtype=np.float64)
-        for b in mine:
-            w = np.asarray(self.weighting(b.bindings.similarity), dtype=np.float64)
-            np.add.at(total, b.bindings.query_index, w)
-            np.add.at(count, b.bindings.query_index, 1.0)
-        weights = np.where(count > 0, total / np.maximum(count, 1.0), 1.0)
-        return weights.astype(np.float32)
+def tuple_weights(
+    num_samples: int, node_id: int, bindings: Sequence[NodeBinding], weighting: Weighting
+) -> NDArray[np.float32]:
+    """Per-sample weight ``(N,)`` of a node's pseudo-complete tuples.
+
+    The mean of the weighted similarity over its bound modalities; samples
+    with no binding (or nodes that bind nothing) weigh 1, as natural tuples do.
+    """
+    mine = [b for b in bindings if b.request.node_id == node_id]
+    if not mine:
+        return np.ones(num_samples, dtype=np.float32)
+    total = np.zeros(num_samples, dtype=np.float64)
+    count = np.zeros(num_samples, dtype=np.float64)
+    for b in mine:
+        w = np.asarray(weighting(b.bindings.similarity), dtype=np.float64)
+        np.add.at(total, b.bindings.query_index, w)
+        np.add.at(count, b.bindings.query_index, 1.0)
+    weights = np.where(count > 0, total / np.maximum(count, 1.0), 1.0)
+    return weights.astype(np.float32)
 
 
 def binding_report(

@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         "test skeleton+gyro) and write OUTPUT/results.json.",
     )
     sim.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
-    sim.add_argument("--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/")
+    sim.add_argument(
+        "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
+    )
     sim.add_argument("--output", default="", help="output folder (default ./mmbind-output)")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--split", type=int, default=0, help="subject assignment (0 = DESIGN.md's)")
@@ -145,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--methods", default="", help="comma list of mmbind,lower_bound,upper_bound")
     sim.add_argument("--binding", choices=["modality", "label"], default="")
     sim.add_argument(
-        "-c", "--config", action="append", metavar="KEY=VALUE",
+        "-c",
+        "--config",
+        action="append",
+        metavar="KEY=VALUE",
         help="any run-config value, e.g. -c align-rounds=6 (repeatable)",
     )
     sim.add_argument("-q", "--quiet", action="store_true", help="no progress display")

@@ -12,6 +12,7 @@ from mmbind.client.local_data import load_dataset, simulation_plan
 from mmbind.errors import FederationError
 from mmbind.run_config import RunConfig
 from mmbind.server.app import make_server_app
+from mmbind.server.binding_service import NodeManifest, check_bindable
 from mmbind.server.workflow import Progress
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,17 @@ def simulate(
 
     load_dataset(config)
     plans = simulation_plan(config)
+    if "mmbind" in config.methods:
+        # The same check the coordinator runs in phase 1, before any worker starts.
+        check_bindable(
+            [
+                NodeManifest(
+                    p.node, p.role.name, p.role.modalities, 1, p.role.labelled, p.role.trains, 1
+                )
+                for p in plans
+            ],
+            config.shared_modality,
+        )
     cpus = num_cpus or os.cpu_count() or 1
     collected: dict[str, Any] = {}
     overrides = {**config.to_flower(), "min-nodes": len(plans)}

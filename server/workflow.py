@@ -45,9 +45,10 @@ from mmbind.server.binding_service import (
     NodeManifest,
     binding_report,
     check_bindable,
+    tuple_weights,
 )
-from mmbind.server.store import BindingStore
 from mmbind.server.results import metrics_from_confusion
+from mmbind.server.store import BindingStore
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +88,15 @@ class Workflow:
         self.progress = progress or (lambda label, step, total: None)
         self.evaluation_labels = evaluation_labels
         self.timeout = timeout
-        self.service = BindingService(
-            store, run_id, config.shared_modality, get_weighting(config.weighting)
-        )
+        self.service = BindingService(store, run_id)
+        self.weighting = get_weighting(config.weighting)
         self.result = RunResult()
         self._norm: ArrayRecord | None = None
         self._modalities: tuple[str, ...] = ()
         self._num_classes = 0
 
     # ------------------------------------------------------------ messaging
-    def _send(
-        self, message_type: str, contents: Mapping[int, RecordDict]
-    ) -> dict[int, RecordDict]:
+    def _send(self, message_type: str, contents: Mapping[int, RecordDict]) -> dict[int, RecordDict]:
         """Send one message per node and return the replies' contents by node id."""
         messages = [
             Message(content, dst_node_id=node_id, message_type=message_type)
@@ -247,14 +245,20 @@ class Workflow:
                 held = self._modalities if oracle else n.modalities
                 records = {wire.autoencoder_key(m): wire.state_to_record(states[m]) for m in held}
                 contents[n.node_id] = self._content(
-                    {"epochs": cfg.pretrain_epochs, "seed": cfg.seed * 1000 + rnd, "oracle": oracle},
+                    {
+                        "epochs": cfg.pretrain_epochs,
+                        "seed": cfg.seed * 1000 + rnd,
+                        "oracle": oracle,
+                    },
                     **records,
                 )
             replies = self._send(wire.PRETRAIN, contents)
             for m in self._modalities:
                 got = [
-                    (wire.record_to_state(c.array_records[wire.autoencoder_key(m)]),
-                     float(c.metric_records[wire.METRICS][f"{m}.num-samples"]))  # type: ignore[arg-type]
+                    (
+                        wire.record_to_state(c.array_records[wire.autoencoder_key(m)]),
+                        float(c.metric_records[wire.METRICS][f"{m}.num-samples"]),
+                    )  # type: ignore[arg-type]
                     for c in replies.values()
                     if wire.autoencoder_key(m) in c.array_records
                 ]
@@ -279,7 +283,9 @@ class Workflow:
         cfg = self.config
         shared = cfg.shared_modality
         requests = check_bindable(self.service.nodes, shared)
-        uploaders = sorted({r.node_id for r in requests} | {p for r in requests for p in r.partners})
+        uploaders = sorted(
+            {r.node_id for r in requests} | {p for r in requests for p in r.partners}
+        )
         by_label = cfg.binding == "label"
         self.progress("binding", 0, 1)
         record = wire.state_to_record(model.state_dict())
@@ -347,7 +353,7 @@ class Workflow:
         routed: dict[int, dict[str, NDArray[np.generic]]] = {}
         for n in self._training_nodes():
             arrays: dict[str, NDArray[np.generic]] = {
-                "weights": self.service.tuple_weights(n.node_id, bindings)
+                "weights": tuple_weights(n.num_samples, n.node_id, bindings, self.weighting)
             }
             for b in bindings:
                 if b.request.node_id != n.node_id:
@@ -443,7 +449,9 @@ class Workflow:
                         for n in labelled
                     },
                 )
-                states = [wire.record_to_state(c.array_records[wire.MODEL]) for c in replies.values()]
+                states = [
+                    wire.record_to_state(c.array_records[wire.MODEL]) for c in replies.values()
+                ]
                 weights = [
                     float(c.metric_records[wire.METRICS]["num-samples"])  # type: ignore[arg-type]
                     for c in replies.values()
@@ -455,7 +463,10 @@ class Workflow:
             record = wire.state_to_record(model.state_dict())
             replies = self._send(
                 wire.EVALUATE,
-                {n.node_id: self._content(self._model_config(), **{wire.MODEL: record}) for n in tests},
+                {
+                    n.node_id: self._content(self._model_config(), **{wire.MODEL: record})
+                    for n in tests
+                },
             )
             cm = sum(
                 (c.array_records[wire.CONFUSION].to_numpy_ndarrays()[0] for c in replies.values()),
@@ -489,6 +500,8 @@ class Workflow:
                 metrics = self.finetune_and_evaluate(model, label=method)
             metrics["seconds"] = time.perf_counter() - t0
             self.result.methods[method] = metrics
-            log.info("%s: accuracy %.4f, macro-F1 %.4f", method, metrics["accuracy"], metrics["macro_f1"])
+            log.info(
+                "%s: accuracy %.4f, macro-F1 %.4f", method, metrics["accuracy"], metrics["macro_f1"]
+            )
         self.result.phases["total"] = time.perf_counter() - start
         return self.result

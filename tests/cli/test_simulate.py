@@ -52,7 +52,9 @@ def test_simulate_synthetic_end_to_end(tmp_path: Path) -> None:
     assert "MMBind" in proc.stdout and "pairing accuracy" in proc.stdout
 
 
-def test_missing_data_dir_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_data_dir_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["simulate", "--dataset", "utd-mhad", "--data-dir", str(tmp_path / "nope")])
     err = capsys.readouterr().err
     assert code == 3

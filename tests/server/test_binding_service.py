@@ -14,12 +14,15 @@ from mmbind.server.binding_service import (
     binding_report,
     check_bindable,
     plan_requests,
+    tuple_weights,
 )
 from mmbind.server.store import InMemoryBindingStore
 
 
 def paper_nodes(n: int = 6) -> list[NodeManifest]:
-    def node(i: int, role: str, mods: str, labelled: bool = False, trains: bool = True) -> NodeManifest:
+    def node(
+        i: int, role: str, mods: str, labelled: bool = False, trains: bool = True
+    ) -> NodeManifest:
         return NodeManifest(i, role, tuple(mods.split(",")), n, labelled, trains, 3)
 
     return [
@@ -40,7 +43,9 @@ def test_plan_binds_A_and_B_both_directions() -> None:
 
 def test_run_that_cannot_bind_is_refused_with_the_layout() -> None:
     nodes = [n for n in paper_nodes() if n.role != "B"]
-    with pytest.raises(BindingError, match=r"no two training nodes can bind through 'acc'.*node 10 \(A\)"):
+    with pytest.raises(
+        BindingError, match=r"no two training nodes can bind through 'acc'.*node 10 \(A\)"
+    ):
         check_bindable(nodes, "acc")
 
 
@@ -50,7 +55,7 @@ def test_bindings_are_top1_matches_and_weights_follow_similarity() -> None:
     a = l2_normalize(rng.normal(size=(6, 8)))
     perm = rng.permutation(6)
     b = l2_normalize(a[perm] + 0.01 * rng.normal(size=(6, 8)))
-    service = BindingService(InMemoryBindingStore(), "run", "acc", get_weighting("similarity"))
+    service = BindingService(InMemoryBindingStore(), "run")
     for node in paper_nodes():
         service.register(node)
     service.upload(10, a)
@@ -61,9 +66,11 @@ def test_bindings_are_top1_matches_and_weights_follow_similarity() -> None:
     a_to_b = next(x for x in bindings if x.request.node_id == 10)
     np.testing.assert_array_equal(perm[a_to_b.bindings.partner_index], np.arange(6))
     assert (a_to_b.partner_node_ids == 11).all()
-    weights = service.tuple_weights(10, bindings)
+    weights = tuple_weights(6, 10, bindings, get_weighting("similarity"))
     np.testing.assert_allclose(weights, np.clip(a_to_b.bindings.similarity, 0, 1), rtol=1e-6)
-    np.testing.assert_array_equal(service.tuple_weights(12, bindings), np.ones(6))
+    np.testing.assert_array_equal(
+        tuple_weights(6, 12, bindings, get_weighting("similarity")), np.ones(6)
+    )
     labels = {10: np.arange(6), 11: perm}
     report = binding_report(bindings, labels)
     assert report["pairs"] == 12
@@ -71,7 +78,7 @@ def test_bindings_are_top1_matches_and_weights_follow_similarity() -> None:
 
 
 def test_upload_checks_node_and_shape() -> None:
-    service = BindingService(InMemoryBindingStore(), "run", "acc", get_weighting("similarity"))
+    service = BindingService(InMemoryBindingStore(), "run")
     for node in paper_nodes():
         service.register(node)
     with pytest.raises(UnknownNodeError, match="unknown node 99"):
