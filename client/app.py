@@ -42,7 +42,7 @@ def _config(message: Message) -> ConfigRecord:
 def _model(message: Message, config: RunConfig, num_classes: int) -> FusionModel:
     record = message.content.array_records[wire.MODEL]
     state = wire.record_to_state(record)
-    modalities = tuple(str(m) for m in str(_config(message)["modalities"]).split(","))
+    modalities = tuple(wire.get_str(_config(message), "modalities").split(","))
     model = FusionModel(modalities, config.embed_dim, config.proj_dim, num_classes)
     model.load_state_dict(state)
     return model
@@ -109,9 +109,9 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         }
         new_states, metrics = node.pretrain(
             states,
-            epochs=int(cfg["epochs"]),  # type: ignore[call-overload]
-            seed=int(cfg["seed"]),  # type: ignore[call-overload]
-            oracle=bool(cfg.get("oracle", False)),
+            epochs=wire.get_int(cfg, "epochs"),
+            seed=wire.get_int(cfg, "seed"),
+            oracle=wire.get_bool(cfg, "oracle"),
         )
         content = RecordDict(
             {wire.autoencoder_key(m): wire.state_to_record(s) for m, s in new_states.items()}
@@ -126,14 +126,13 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         _normalization(message, node)
         cfg = _config(message)
         model = _model(message, config, node.data.num_classes)
-        modality = str(cfg["modality"])
+        modality = wire.get_str(cfg, "modality")
         arrays: dict[str, np.ndarray] = {wire.EMBEDDINGS: node.embed(model, modality)}
-        if bool(cfg.get("evaluation-labels", False)):
+        if wire.get_bool(cfg, "evaluation-labels"):
             arrays[wire.EVAL_LABELS] = node.evaluation_labels()
-        if bool(cfg.get("labels", False)):
-            if not node.labelled and not bool(cfg.get("share-labels", False)):
-                pass
-            arrays["labels"] = node.evaluation_labels()
+        if wire.get_bool(cfg, "labels"):
+            # Label binding shares label ids (DESIGN.md), never the windows.
+            arrays["labels"] = node.label_ids()
         return Message(
             RecordDict({wire.EMBEDDINGS: wire.arrays_to_record(arrays)}), reply_to=message
         )
@@ -171,13 +170,13 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
             if key.endswith(".features")
         }
         weights = np.asarray(partner["weights"], np.float32)
-        oracle = bool(cfg.get("oracle", False))
+        oracle = wire.get_bool(cfg, "oracle")
         loss = node.align(
             model,
             views,
             weights,
-            epochs=int(cfg["epochs"]),  # type: ignore[call-overload]
-            seed=int(cfg["seed"]),  # type: ignore[call-overload]
+            epochs=wire.get_int(cfg, "epochs"),
+            seed=wire.get_int(cfg, "seed"),
             oracle=oracle,
         )
         content = RecordDict(
@@ -204,8 +203,8 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         model = _model(message, config, node.data.num_classes)
         loss = node.finetune(
             model,
-            epochs=int(cfg["epochs"]),  # type: ignore[call-overload]
-            seed=int(cfg["seed"]),  # type: ignore[call-overload]
+            epochs=wire.get_int(cfg, "epochs"),
+            seed=wire.get_int(cfg, "seed"),
         )
         content = RecordDict(
             {

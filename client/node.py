@@ -302,6 +302,10 @@ class LocalNode:
         np.add.at(cm, (true, pred), 1)
         return cm
 
+    def label_ids(self) -> NDArray[np.int64]:
+        """Label ids shared for label binding (Ouyang et al. 2025, Sec. 4.2, Table 4)."""
+        return self.data.labels.astype(np.int64)
+
     def evaluation_labels(self) -> NDArray[np.int64]:
         """Labels for coordinator-side evaluation of the binding (never used for training)."""
         return self.data.labels.astype(np.int64)

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mmbind.errors import ConfigError
 from mmbind.modalities import parse_modalities
 
-METHODS = ("mmbind", "lower_bound", "upper_bound")
 Method = Literal["mmbind", "lower_bound", "upper_bound"]
+METHODS: tuple[Method, ...] = ("mmbind", "lower_bound", "upper_bound")
 
 
 class RunConfig(BaseModel):

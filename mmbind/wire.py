@@ -12,8 +12,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord
 from numpy.typing import NDArray
+
+from mmbind.errors import FederationError
 
 MANIFEST = "query.manifest"
 PRETRAIN = "train.pretrain"
@@ -60,3 +62,35 @@ def state_to_record(state: Mapping[str, torch.Tensor]) -> ArrayRecord:
 def record_to_state(record: ArrayRecord) -> dict[str, torch.Tensor]:
     """Unpack a torch ``state_dict`` packed by :func:`state_to_record`."""
     return dict(record.to_torch_state_dict())
+
+
+def get_int(record: ConfigRecord | MetricRecord, key: str, default: int | None = None) -> int:
+    """An integer entry of a record; a missing or mistyped entry is a FederationError."""
+    value = record.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FederationError(f"message entry {key!r} must be a number; got {value!r}")
+    return int(value)
+
+
+def get_float(record: ConfigRecord | MetricRecord, key: str, default: float | None = None) -> float:
+    """A float entry of a record; a missing or mistyped entry is a FederationError."""
+    value = record.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FederationError(f"message entry {key!r} must be a number; got {value!r}")
+    return float(value)
+
+
+def get_str(record: ConfigRecord, key: str, default: str | None = None) -> str:
+    """A string entry of a record; a missing or mistyped entry is a FederationError."""
+    value = record.get(key, default)
+    if not isinstance(value, str):
+        raise FederationError(f"message entry {key!r} must be a string; got {value!r}")
+    return value
+
+
+def get_bool(record: ConfigRecord, key: str, default: bool = False) -> bool:
+    """A boolean entry of a record (absent: ``default``)."""
+    value = record.get(key, default)
+    if not isinstance(value, bool):
+        raise FederationError(f"message entry {key!r} must be a boolean; got {value!r}")
+    return value

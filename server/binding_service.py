@@ -161,7 +161,7 @@ class BindingService:
     def upload(
         self, node_id: int, embeddings: NDArray[np.float32], labels: NDArray[np.int64] | None = None
     ) -> None:
-        """Store a node's shared-modality embeddings ``(N, d)`` (and label ids for label binding)."""
+        """Store a node's shared-modality embeddings ``(N, d)`` (and labels for label binding)."""
         node = self.node(node_id)
         if embeddings.ndim != 2 or embeddings.shape[0] != node.num_samples:
             raise BindingError(

@@ -110,7 +110,7 @@ class Workflow:
         for reply in replies:
             src = reply.metadata.src_node_id
             if reply.has_error():
-                failed[src] = reply.error.reason
+                failed[src] = reply.error.reason or f"error code {reply.error.code}"
             else:
                 out[src] = reply.content
         for node_id in set(contents) - set(out) - set(failed):
@@ -151,7 +151,7 @@ class Workflow:
 
     # -------------------------------------------------------------- phase 1
     def _wait_for_nodes(self) -> list[int]:
-        """Node ids once ``min_nodes`` are connected, or a FederationError after ``wait_seconds``."""
+        """Node ids once ``min_nodes`` are connected; a FederationError after ``wait_seconds``."""
         cfg = self.config
         deadline = time.monotonic() + cfg.wait_seconds
         while True:
@@ -176,12 +176,12 @@ class Workflow:
             info = content.config_records[wire.MANIFEST_KEY]
             manifest = NodeManifest(
                 node_id=node_id,
-                role=str(info["role"]),
-                modalities=tuple(str(info["modalities"]).split(",")),
-                num_samples=int(info["num-samples"]),  # type: ignore[call-overload]
-                labelled=bool(info["labelled"]),
-                trains=bool(info["trains"]),
-                num_classes=int(info["num-classes"]),  # type: ignore[call-overload]
+                role=wire.get_str(info, "role"),
+                modalities=tuple(wire.get_str(info, "modalities").split(",")),
+                num_samples=wire.get_int(info, "num-samples"),
+                labelled=wire.get_bool(info, "labelled"),
+                trains=wire.get_bool(info, "trains"),
+                num_classes=wire.get_int(info, "num-classes"),
             )
             self.service.register(manifest)
             classes.add(manifest.num_classes)
@@ -257,15 +257,15 @@ class Workflow:
                 got = [
                     (
                         wire.record_to_state(c.array_records[wire.autoencoder_key(m)]),
-                        float(c.metric_records[wire.METRICS][f"{m}.num-samples"]),
-                    )  # type: ignore[arg-type]
+                        wire.get_float(c.metric_records[wire.METRICS], f"{m}.num-samples"),
+                    )
                     for c in replies.values()
                     if wire.autoencoder_key(m) in c.array_records
                 ]
                 if got:
                     states[m] = weighted_average([s for s, _ in got], [w for _, w in got])
                     losses = [
-                        float(c.metric_records[wire.METRICS][f"{m}.loss"])  # type: ignore[arg-type]
+                        wire.get_float(c.metric_records[wire.METRICS], f"{m}.loss")
                         for c in replies.values()
                         if wire.autoencoder_key(m) in c.array_records
                     ]
@@ -414,11 +414,13 @@ class Workflow:
                 for m in self._modalities:
                     got: list[tuple[State, float]] = []
                     for c in replies.values():
-                        trained = str(c.config_records[wire.CONFIG]["trained"]).split(",")
+                        trained = wire.get_str(c.config_records[wire.CONFIG], "trained").split(",")
                         if m not in trained:
                             continue
                         metrics = c.metric_records[wire.METRICS]
-                        weight = float(metrics["num-samples"]) * float(metrics["confidence"])  # type: ignore[arg-type]
+                        weight = wire.get_float(metrics, "num-samples") * wire.get_float(
+                            metrics, "confidence"
+                        )
                         got.append((wire.record_to_state(c.array_records[wire.MODEL]), weight))
                     if got and sum(w for _, w in got) > 0:
                         state = average_modality(state, [s for s, _ in got], [w for _, w in got], m)
@@ -453,7 +455,7 @@ class Workflow:
                     wire.record_to_state(c.array_records[wire.MODEL]) for c in replies.values()
                 ]
                 weights = [
-                    float(c.metric_records[wire.METRICS]["num-samples"])  # type: ignore[arg-type]
+                    wire.get_float(c.metric_records[wire.METRICS], "num-samples")
                     for c in replies.values()
                 ]
                 model.load_state_dict(weighted_average(states, weights))
