@@ -10,8 +10,9 @@ window length.
 from __future__ import annotations
 
 import torch.nn.functional as F
-from mmbind.binding.encoders import SensorEncoder
 from torch import Tensor, nn
+
+from mmbind.binding.encoders import SensorEncoder
 
 __all__ = ["Autoencoder"]
 

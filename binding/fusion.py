@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmbind.binding.encoders import SensorEncoder
 from torch import Tensor, nn
 
+from mmbind.binding.encoders import SensorEncoder
 from mmbind.errors import ConfigError, ShapeError, UnknownModalityError
 from mmbind.modalities import REGISTRY, parse_modalities
 

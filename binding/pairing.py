@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from mmbind.binding.search import l2_normalize, topk_cosine
 from numpy.typing import ArrayLike, NDArray
 
+from mmbind.binding.search import l2_normalize, topk_cosine
 from mmbind.errors import BindingError, DataError, ShapeError
 
 __all__ = ["Bindings", "bind_by_label", "bind_by_modality", "pairing_accuracy"]

@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmbind.binding.autoencoder import Autoencoder
-from mmbind.binding.fusion import FusionModel
-from mmbind.binding.weighted_contrastive import WeightedMultiViewContrastiveLoss
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from mmbind.binding.autoencoder import Autoencoder
+from mmbind.binding.fusion import FusionModel
+from mmbind.binding.weighted_contrastive import WeightedMultiViewContrastiveLoss
 from mmbind.errors import ConfigError, DataError, ShapeError
 
 __all__ = [

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from mmbind.binding.weighted_contrastive import WeightedMultiViewContrastiveLoss
 
+from mmbind.binding.weighted_contrastive import WeightedMultiViewContrastiveLoss
 from mmbind.errors import ConfigError, DataError, ShapeError
 
 

@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 import torch
+
 from mmbind.binding.autoencoder import Autoencoder
 from mmbind.binding.encoders import SensorEncoder, count_parameters
 from mmbind.binding.fusion import FusionModel
-
 from mmbind.errors import ConfigError, DataError, ShapeError, UnknownModalityError
 from mmbind.modalities import REGISTRY, get_modality
 

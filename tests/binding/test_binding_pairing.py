@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mmbind.binding.pairing import Bindings, bind_by_label, bind_by_modality, pairing_accuracy
 from mmbind.binding.search import l2_normalize
-
 from mmbind.errors import BindingError, DataError, ShapeError
 
 

@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+
 from mmbind.binding.autoencoder import Autoencoder
 from mmbind.binding.encoders import SensorEncoder
 from mmbind.binding.fusion import FusionModel
@@ -18,7 +19,6 @@ from mmbind.binding.training import (
     predict,
     pretrain_autoencoder,
 )
-
 from mmbind.errors import ConfigError, DataError, ShapeError
 
 N = 48

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from mmbind.binding.weights import (
     PowerWeighting,
     SimilarityWeighting,
@@ -17,7 +18,6 @@ from mmbind.binding.weights import (
     Weighting,
     get_weighting,
 )
-
 from mmbind.errors import ConfigError, DataError, ShapeError
 
 ALL: list[tuple[str, dict[str, Any]]] = [
