@@ -10,11 +10,11 @@ Exact search (:mod:`mmbind.binding.search`) costs ``2 N M d`` flops: about a min
 * ``"ivf"`` (``IndexIVFFlat``, inner product, ``sqrt``-sized coarse quantiser) above: trains on a
   sample, builds in one pass, lighter in memory; recall set by ``nprobe``.
 
-Both can keep vectors as float16 (``storage="float16"``: ``IndexHNSWSQ`` / ``IndexIVFScalarQuantizer``
-with ``QT_fp16``). Inputs are L2-normalised, so inner product is cosine similarity. Approximate
-results are sorted like exact ones (similarity descending, then index ascending) but carry no
-exactness or tie guarantee; :func:`estimate_recall` measures recall@1 against exact search on a
-sample of queries.
+Both can keep vectors as float16 (``storage="float16"``: ``IndexHNSWSQ`` /
+``IndexIVFScalarQuantizer`` with ``QT_fp16``). Inputs are L2-normalised, so inner product is
+cosine similarity. Approximate results are sorted like exact ones (similarity descending, then
+index ascending) but carry no exactness or tie guarantee; :func:`estimate_recall` measures
+recall@1 against exact search on a sample of queries.
 """
 
 from __future__ import annotations
@@ -328,7 +328,9 @@ def search_both(
         return topk_cosine_both(aa, bb, k, normalized=normalized, threads=threads)
     p = params or AnnParams()
     fwd = AnnIndex(bb, chosen, p, storage, normalized, threads).search(aa, k, normalized=normalized)
-    back = AnnIndex(aa, chosen, p, storage, normalized, threads).search(bb, k, normalized=normalized)
+    back = AnnIndex(aa, chosen, p, storage, normalized, threads).search(
+        bb, k, normalized=normalized
+    )
     return fwd, back
 
 
@@ -381,8 +383,10 @@ def estimate_recall(
     """
     n = len(queries)
     ai = np.asarray(approx_idx).reshape(n, -1)[:, 0]
-    rows = np.arange(n) if n <= sample else np.sort(
-        np.random.default_rng(seed).choice(n, sample, replace=False)
+    rows = (
+        np.arange(n)
+        if n <= sample
+        else np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
     )
     q = _unit32(np.asarray(queries)[rows], "queries", normalized)
     kk = _unit32(keys, "keys", normalized)

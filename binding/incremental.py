@@ -136,7 +136,10 @@ class IncrementalBinder:
             raise UnknownNodeError(f"node {node_id!r} has not uploaded embeddings")
 
     def _merge(
-        self, node_id: NodeId, rows: NDArray[np.intp], sims: NDArray[np.float32],
+        self,
+        node_id: NodeId,
+        rows: NDArray[np.intp],
+        sims: NDArray[np.float32],
         keys: NDArray[np.int64],
     ) -> None:
         """Merge candidates (rows of ``node_id``, (r, j) sims and global keys) into its table."""
@@ -204,7 +207,9 @@ class IncrementalBinder:
                 continue
             kf, kb = min(self.k, m), min(self.k, n)
             opts: dict[str, Any] = {
-                "normalized": True, "block_size": self._block_size, "threads": self._threads,
+                "normalized": True,
+                "block_size": self._block_size,
+                "threads": self._threads,
             }
             if kf == kb:
                 (fv, fi), (bv, bi) = topk_cosine_both(x, y, kf, **opts)
@@ -275,7 +280,9 @@ def bind_full(
         if partners and n > 0:
             keys = np.concatenate([emb[o] for o in partners], axis=0)
             kk = min(k, keys.shape[0])
-            s, gi = topk_cosine(x, keys, kk, normalized=True, block_size=block_size, threads=threads)
+            s, gi = topk_cosine(
+                x, keys, kk, normalized=True, block_size=block_size, threads=threads
+            )
             offsets = np.cumsum([0] + [emb[o].shape[0] for o in partners])
             which = np.searchsorted(offsets, gi, side="right") - 1
             sims[:, :kk] = s
@@ -284,4 +291,3 @@ def bind_full(
             partner[:, :kk] = ranks[which]
         out[node] = BindingTable(sims, partner, idx, tuple(order))
     return out
-

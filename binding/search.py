@@ -119,7 +119,10 @@ def l2_normalize(x: NDArray[np.floating[Any]], eps: float = 1e-12) -> NDArray[np
     x32 = np.asarray(x, dtype=np.float32)
     _check_finite(x32, "embeddings")
     norms = np.linalg.norm(x32, axis=-1, keepdims=True)
-    return (x32 / np.maximum(norms, np.float32(eps))).astype(np.float32, copy=False)
+    out: NDArray[np.float32] = (x32 / np.maximum(norms, np.float32(eps))).astype(
+        np.float32, copy=False
+    )
+    return out
 
 
 def to_storage(
@@ -284,9 +287,7 @@ def _cols_top1(tile: NDArray[np.float32], state: _TopKState, r0: int, c0: int) -
     state.idx[c0 + upd, 0] = rows + r0
 
 
-def _rows_topk(
-    tile: NDArray[np.float32], state: _TopKState, r0: int, c0: int, k: int
-) -> None:
+def _rows_topk(tile: NDArray[np.float32], state: _TopKState, r0: int, c0: int, k: int) -> None:
     """Update the top-k (k > 1) of rows ``r0:`` with a tile whose keys start at ``c0``."""
     nr, nc = tile.shape
     thr = state.val[r0 : r0 + nr, k - 1]
@@ -304,9 +305,7 @@ def _rows_topk(
     )
 
 
-def _cols_topk(
-    tile: NDArray[np.float32], state: _TopKState, r0: int, c0: int, k: int
-) -> None:
+def _cols_topk(tile: NDArray[np.float32], state: _TopKState, r0: int, c0: int, k: int) -> None:
     """Update the top-k (k > 1) of key columns ``c0:`` with rows starting at ``r0``."""
     nr, nc = tile.shape
     thr = state.val[c0 : c0 + nc, k - 1]
@@ -332,7 +331,9 @@ def _parse_blocks(block_size: int | tuple[int, int] | None) -> tuple[int, int]:
     bq, bk = (block_size, block_size) if isinstance(block_size, int) else block_size
     for b in (bq, bk):
         if isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 1:
-            raise ConfigError(f"block_size must be a positive int or a pair of them; got {block_size!r}")
+            raise ConfigError(
+                f"block_size must be a positive int or a pair of them; got {block_size!r}"
+            )
     return int(bq), int(bk)
 
 
@@ -378,6 +379,12 @@ def _f32(x: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     return x if x.dtype == np.float32 else x.astype(np.float32)
 
 
+def _edges(n: int, parts: int) -> list[int]:
+    """Boundaries splitting ``range(n)`` into ``parts`` near-equal non-empty ranges."""
+    parts = max(1, min(n, parts))
+    return [round(n * p / parts) for p in range(parts + 1)]
+
+
 def _search(
     q: NDArray[np.floating[Any]],
     keys: NDArray[np.floating[Any]],
@@ -393,17 +400,29 @@ def _search(
     workers = max(1, min(threads, nqb * nkb))
     if n * m * d < _SMALL_WORK:
         workers = 1
-    # Work items in (query block, key chunk) order. Each worker takes items in that order, so for
-    # any row it sees key blocks in increasing order, and for any column increasing row blocks:
-    # the strict "better than" tests then keep the lowest index among equal similarities.
-    n_chunks = 1 if nqb >= 2 * workers else min(nkb, -(-2 * workers // nqb))
-    chunk_edges = np.linspace(0, nkb, n_chunks + 1).round().astype(int)
-    items = [
-        (i, int(chunk_edges[c]), int(chunk_edges[c + 1]))
-        for i in range(nqb)
-        for c in range(n_chunks)
-        if chunk_edges[c + 1] > chunk_edges[c]
-    ]
+    # Work items are (query blocks, key blocks) ranges, pulled by the workers in list order. For
+    # any row a worker then meets key blocks in increasing order, and for any column increasing
+    # query blocks, so the strict "better than" tests keep the lowest index among equal
+    # similarities; partial results of different workers are merged under the same total order.
+    if both:
+        # key-major: a key block's columns usually live in one worker, so the (costly) first
+        # column argmax of a key block happens about once, not once per worker
+        n_kc = min(nkb, 4 * workers)
+        n_qc = 1 if n_kc >= 2 * workers else min(nqb, -(-2 * workers // n_kc))
+        k_edges, q_edges = _edges(nkb, n_kc), _edges(nqb, n_qc)
+        items = [
+            (q_edges[b], q_edges[b + 1], k_edges[a], k_edges[a + 1])
+            for a in range(len(k_edges) - 1)
+            for b in range(len(q_edges) - 1)
+        ]
+    else:
+        n_kc = 1 if nqb >= 2 * workers else min(nkb, -(-2 * workers // nqb))
+        k_edges = _edges(nkb, n_kc)
+        items = [
+            (i, i + 1, k_edges[c], k_edges[c + 1])
+            for i in range(nqb)
+            for c in range(len(k_edges) - 1)
+        ]
     lock = threading.Lock()
     cursor = iter(items)
 
@@ -416,22 +435,23 @@ def _search(
                 item = next(cursor, None)
             if item is None:
                 return rows, cols
-            i, kb0, kb1 = item
-            r0 = i * block_q
-            qi = _f32(q[r0 : r0 + block_q])
-            for j in range(kb0, kb1):
-                c0 = j * block_k
-                kj = _f32(keys[c0 : c0 + block_k])
-                tile = buf[: qi.shape[0], : kj.shape[0]]
-                np.matmul(qi, kj.T, out=tile)
-                if k == 1:
-                    _rows_top1(tile, rows, r0, c0)
-                    if cols is not None:
-                        _cols_top1(tile, cols, c0=c0, r0=r0)
-                else:
-                    _rows_topk(tile, rows, r0, c0, k)
-                    if cols is not None:
-                        _cols_topk(tile, cols, r0, c0, k)
+            qb0, qb1, kb0, kb1 = item
+            for i in range(qb0, qb1):
+                r0 = i * block_q
+                qi = _f32(q[r0 : r0 + block_q])
+                for j in range(kb0, kb1):
+                    c0 = j * block_k
+                    kj = _f32(keys[c0 : c0 + block_k])
+                    tile = buf[: qi.shape[0], : kj.shape[0]]
+                    np.matmul(qi, kj.T, out=tile)
+                    if k == 1:
+                        _rows_top1(tile, rows, r0, c0)
+                        if cols is not None:
+                            _cols_top1(tile, cols, r0, c0)
+                    else:
+                        _rows_topk(tile, rows, r0, c0, k)
+                        if cols is not None:
+                            _cols_topk(tile, cols, r0, c0, k)
 
     with _single_threaded_blas(workers > 1) as limited:
         if workers > 1 and limited:
@@ -559,4 +579,3 @@ def topk_cosine_both(
     fwd, back = _search(aa, bb, int(k), True, bq, bk, nthreads)
     assert back is not None
     return fwd, back
-

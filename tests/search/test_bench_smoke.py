@@ -16,9 +16,19 @@ REPO = Path(__file__).resolve().parents[2]
 def test_bench_quick(tmp_path: Path) -> None:
     out, md = tmp_path / "bench.json", tmp_path / "PERF.md"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "binding.py"), "--quick", "--json", str(out),
-         "--markdown", str(md)],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        [
+            sys.executable,
+            str(REPO / "bench" / "binding.py"),
+            "--quick",
+            "--json",
+            str(out),
+            "--markdown",
+            str(md),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(out.read_text())

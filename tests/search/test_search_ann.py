@@ -52,8 +52,8 @@ def test_exact_method_is_the_exact_search(
     data: tuple[NDArray[np.float32], NDArray[np.float32]],
 ) -> None:
     q, keys = data
-    s1, i1 = search(q, keys, 2, method="exact")
-    s2, i2 = topk_cosine(q, keys, 2)
+    _s1, i1 = search(q, keys, 2, method="exact")
+    _s2, i2 = topk_cosine(q, keys, 2)
     np.testing.assert_array_equal(i1, i2)
     (f, b) = search_both(q, keys, 1, method="exact")
     (g, h) = topk_cosine_both(q, keys, 1)
@@ -63,7 +63,7 @@ def test_exact_method_is_the_exact_search(
 
 def test_search_both_approximate(data: tuple[NDArray[np.float32], NDArray[np.float32]]) -> None:
     q, keys = data
-    (fs, fi), (bs, bi) = search_both(q, keys, 1, method="hnsw")
+    (_fs, fi), (_bs, bi) = search_both(q, keys, 1, method="hnsw")
     assert fi.shape == (800, 1) and bi.shape == (4000, 1)
     (_, efi), (_, ebi) = topk_cosine_both(q, keys, 1)
     assert recall_at_1(fi, efi) >= 0.95 and recall_at_1(bi, ebi) >= 0.95

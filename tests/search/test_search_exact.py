@@ -18,9 +18,9 @@ from mmbind.binding.search import (
 from mmbind.errors import ConfigError, DataError, ShapeError
 
 
-def brute(q: NDArray[np.float32], keys: NDArray[np.float32], k: int) -> tuple[
-    NDArray[np.float32], NDArray[np.int64]
-]:
+def brute(
+    q: NDArray[np.float32], keys: NDArray[np.float32], k: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Dense reference: full matrix, order by (similarity desc, index asc)."""
     s = q.astype(np.float64) @ keys.astype(np.float64).T
     idx = np.broadcast_to(np.arange(keys.shape[0]), s.shape)
@@ -28,9 +28,9 @@ def brute(q: NDArray[np.float32], keys: NDArray[np.float32], k: int) -> tuple[
     return np.take_along_axis(s, order, axis=1).astype(np.float32), order.astype(np.int64)
 
 
-def int_data(rng: np.random.Generator, n: int, d: int, lo: int = -2, hi: int = 2) -> NDArray[
-    np.float32
-]:
+def int_data(
+    rng: np.random.Generator, n: int, d: int, lo: int = -2, hi: int = 2
+) -> NDArray[np.float32]:
     """Small integers: every inner product is exact in float32, so ties are exact."""
     return rng.integers(lo, hi + 1, size=(n, d)).astype(np.float32)
 
@@ -45,7 +45,12 @@ def test_integer_data_exact_with_ties(block_size: object, threads: int, k: int) 
     rng = np.random.default_rng(k * 10 + threads)
     a, b = int_data(rng, 157, 6), int_data(rng, 203, 6)
     (fv, fi), (bv, bi) = topk_cosine_both(
-        a, b, k, normalized=True, block_size=block_size, threads=threads  # type: ignore[arg-type]
+        a,
+        b,
+        k,
+        normalized=True,
+        block_size=block_size,
+        threads=threads,  # type: ignore[arg-type]
     )
     ev, ei = brute(a, b, k)
     np.testing.assert_array_equal(fi, ei)
@@ -53,7 +58,7 @@ def test_integer_data_exact_with_ties(block_size: object, threads: int, k: int) 
     ev, ei = brute(b, a, k)
     np.testing.assert_array_equal(bi, ei)
     np.testing.assert_array_equal(bv, ev)
-    sv, si = topk_cosine(a, b, k, normalized=True, block_size=block_size, threads=threads)  # type: ignore[arg-type]
+    _sv, si = topk_cosine(a, b, k, normalized=True, block_size=block_size, threads=threads)  # type: ignore[arg-type]
     np.testing.assert_array_equal(si, fi)
 
 
@@ -62,7 +67,7 @@ def test_large_enough_to_use_both_workers() -> None:
     rng = np.random.default_rng(0)
     a, b = int_data(rng, 2100, 64, -1, 1), int_data(rng, 1500, 64, -1, 1)
     for k in (1, 4):
-        (fv, fi), (bv, bi) = topk_cosine_both(a, b, k, normalized=True, block_size=(256, 512))
+        (_fv, fi), (_bv, bi) = topk_cosine_both(a, b, k, normalized=True, block_size=(256, 512))
         np.testing.assert_array_equal(fi, brute(a, b, k)[1])
         np.testing.assert_array_equal(bi, brute(b, a, k)[1])
 
@@ -159,7 +164,7 @@ def test_property_exact_under_any_blocking(
     rng = np.random.default_rng(seed)
     a, b = int_data(rng, n, d, -1, 1), int_data(rng, m, d, -1, 1)
     k = 1 + int(kfrac * (min(n, m) - 1))
-    (fv, fi), (bv, bi) = topk_cosine_both(
+    (_fv, fi), (_bv, bi) = topk_cosine_both(
         a, b, k, normalized=True, block_size=(bq, bk), threads=threads
     )
     np.testing.assert_array_equal(fi, brute(a, b, k)[1])
@@ -199,7 +204,7 @@ def test_fp16_both_directions_computes_in_float32() -> None:
     rng = np.random.default_rng(6)
     a = to_storage(rng.standard_normal((300, 16)))
     b = to_storage(rng.standard_normal((200, 16)))
-    (fv, fi), (bv, bi) = topk_cosine_both(a, b, 2, normalized=True, block_size=(32, 64))
+    (fv, fi), (_bv, _bi) = topk_cosine_both(a, b, 2, normalized=True, block_size=(32, 64))
     ev, ei = brute(a.astype(np.float32), b.astype(np.float32), 2)
     assert fv.dtype == np.float32
     np.testing.assert_allclose(fv, ev, atol=1e-6)

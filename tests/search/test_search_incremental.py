@@ -60,7 +60,9 @@ def test_any_arrival_order_equals_full_recomputation(
 
 def test_equality_after_each_arrival_on_float_data() -> None:
     rng = np.random.default_rng(0)
-    embs = {i: rng.standard_normal((n, 16)).astype(np.float32) for i, n in enumerate([80, 50, 120, 30])}
+    embs = {
+        i: rng.standard_normal((n, 16)).astype(np.float32) for i, n in enumerate([80, 50, 120, 30])
+    }
     inc = IncrementalBinder(2)
     seen: dict[NodeId, NDArray[np.float32]] = {}
     for node in [2, 0, 3, 1]:
