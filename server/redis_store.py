@@ -71,6 +71,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
 
@@ -221,10 +229,10 @@ class RedisBindingStore:
 
     def manifests(self, run_id: str) -> dict[int, dict[str, Any]]:
         key = self._key(run_id, "manifests")
-        raw: dict[bytes, bytes] = self._call(
+        raw: dict[bytes | str, bytes | str] = self._call(
             f"reading the manifests of run {run_id!r}", lambda: self._redis.hgetall(key)
         )
-        return {int(k): self._json(v, f"manifest of node {k.decode()}") for k, v in raw.items()}
+        return {int(k): self._json(v, f"manifest of node {_str(k)}") for k, v in raw.items()}
 
     # ------------------------------------------------------------------ arrays
     def _arrays_key(self, run_id: str, node_id: int, name: str) -> str:
@@ -262,7 +270,7 @@ class RedisBindingStore:
                 view = memoryview(data)
                 for i in range(max(1, -(-len(data) // SEGMENT_BYTES))):
                     segment = view[i * SEGMENT_BYTES : (i + 1) * SEGMENT_BYTES]
-                    pipe.hset(tmp, f"d:{k}:{i}", segment)  # type: ignore[arg-type]
+                    pipe.hset(tmp, f"d:{k}:{i}", segment)
             pipe.execute()
             swap = self._redis.pipeline(transaction=True)
             swap.rename(tmp, final)
@@ -274,9 +282,10 @@ class RedisBindingStore:
 
     def arrays(self, run_id: str, node_id: int, name: str) -> dict[str, NDArray[Any]]:
         key = self._arrays_key(run_id, node_id, name)
-        raw: dict[bytes, bytes] = self._call(
+        fetched: dict[bytes | str, bytes | str] = self._call(
             f"reading {name!r} arrays of node {node_id}", lambda: self._redis.hgetall(key)
         )
+        raw = {_bytes(k): _bytes(v) for k, v in fetched.items()}
         if not raw:
             raise StoreError(f"no {name!r} arrays stored for node {node_id} in run {run_id!r}")
         what = f"{name!r} arrays of node {node_id} in run {run_id!r}"
@@ -319,17 +328,17 @@ class RedisBindingStore:
 
     def blob(self, run_id: str, name: str) -> bytes | None:
         key = self._key(run_id, "blobs")
-        raw: bytes | None = self._call(
+        raw: bytes | str | None = self._call(
             f"reading blob {name!r} of run {run_id!r}", lambda: self._redis.hget(key, name)
         )
-        return raw
+        return None if raw is None else _bytes(raw)
 
     def blob_names(self, run_id: str) -> list[str]:
         key = self._key(run_id, "blobs")
-        names: list[bytes] = self._call(
+        names: list[bytes | str] = self._call(
             f"listing the blobs of run {run_id!r}", lambda: self._redis.hkeys(key)
         )
-        return sorted(n.decode() for n in names)
+        return sorted(_str(n) for n in names)
 
     def runs(self) -> list[str]:
         head = f"{self.prefix}:{{"
@@ -337,7 +346,7 @@ class RedisBindingStore:
         pattern = f"{_glob_escape(head)}*{_glob_escape(tail)}"
 
         def op() -> list[str]:
-            keys = (k.decode() for k in self._redis.scan_iter(match=pattern, count=1000))
+            keys = (_str(k) for k in self._redis.scan_iter(match=pattern, count=1000))
             return sorted(k[len(head) : -len(tail)] for k in keys)
 
         return self._call("listing runs", op)
@@ -359,7 +368,7 @@ class RedisBindingStore:
     def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         key = self._key(run_id, "events")
         start = max(int(after_seq), 0)
-        raw: list[bytes] = self._call(
+        raw: list[bytes | str] = self._call(
             f"reading the events of run {run_id!r}", lambda: self._redis.lrange(key, start, -1)
         )
         return [
@@ -395,12 +404,12 @@ class RedisBindingStore:
 
     def traffic(self, run_id: str) -> dict[int, NodeTraffic]:
         key = self._key(run_id, "traffic")
-        raw: dict[bytes, bytes] = self._call(
+        raw: dict[bytes | str, bytes | str] = self._call(
             f"reading the traffic of run {run_id!r}", lambda: self._redis.hgetall(key)
         )
         totals: dict[int, list[int]] = {}
         for field, value in raw.items():
-            node, _, direction = field.decode().rpartition(":")
+            node, _, direction = _str(field).rpartition(":")
             slot = totals.setdefault(int(node), [0, 0])
             slot[0 if direction == "received" else 1] = int(value)
         return {n: NodeTraffic(r, s) for n, (r, s) in sorted(totals.items())}
@@ -419,17 +428,17 @@ class RedisBindingStore:
 
     def counters(self, run_id: str) -> dict[str, int]:
         key = self._key(run_id, "counters")
-        raw: dict[bytes, bytes] = self._call(
+        raw: dict[bytes | str, bytes | str] = self._call(
             f"reading the counters of run {run_id!r}", lambda: self._redis.hgetall(key)
         )
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {_str(k): int(v) for k, v in raw.items()}
 
     # ------------------------------------------------------------------ delete
     def delete_run(self, run_id: str) -> None:
         pattern = _glob_escape(self._key(run_id, "")) + "*"
 
         def op() -> None:
-            batch: list[bytes] = []
+            batch: list[bytes | str] = []
             for key in self._redis.scan_iter(match=pattern, count=1000):
                 batch.append(key)
                 if len(batch) >= 500:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -59,6 +59,7 @@ __all__ = [
     "manifest_dict_to_proto",
     "manifest_from_proto",
     "manifest_to_proto",
+    "wire_dtype",
 ]
 
 CHUNK_BYTES = 1 << 20
@@ -128,7 +129,8 @@ def check_dtype(name: str) -> np.dtype[Any]:
         raise ShapeError(f"unsupported dtype {name!r}; allowed: {allowed}") from None
 
 
-def _dtype_name(array: NDArray[Any], key: str) -> str:
+def wire_dtype(array: NDArray[Any], key: str = "array") -> str:
+    """The wire dtype name of ``array``; :class:`ShapeError` naming ``key`` if unsupported."""
     dtype = array.dtype
     for name, wire in DTYPES.items():
         if dtype.kind == wire.kind and dtype.itemsize == wire.itemsize:
@@ -165,7 +167,7 @@ def declared_nbytes(
 def array_to_bytes(array: NDArray[Any], key: str = "array") -> tuple[str, tuple[int, ...], bytes]:
     """``(dtype name, shape, raw little-endian C-order bytes)`` of an array."""
     arr = np.asarray(array)
-    name = _dtype_name(arr, key)
+    name = wire_dtype(arr, key)
     data = np.ascontiguousarray(arr, dtype=DTYPES[name]).tobytes()
     return name, tuple(int(d) for d in arr.shape), data
 
@@ -237,7 +239,7 @@ def arrays_to_chunks(
     prepared: list[tuple[str, str, tuple[int, ...], NDArray[np.uint8]]] = []
     for k, value in arrays.items():
         arr = np.asarray(value)
-        name = _dtype_name(arr, k)
+        name = wire_dtype(arr, k)
         flat = np.ascontiguousarray(arr, dtype=DTYPES[name]).reshape(-1).view(np.uint8)
         prepared.append((k, name, tuple(int(d) for d in arr.shape), flat))
     yield pb.ArrayChunk(
@@ -271,7 +273,9 @@ class _Filling:
 
 
 def chunks_to_arrays(
-    chunks: Iterable[pb.ArrayChunk], max_bytes: int = MAX_ARRAY_BYTES
+    chunks: Iterable[pb.ArrayChunk],
+    max_bytes: int = MAX_ARRAY_BYTES,
+    on_header: Callable[[ArraysKey], None] | None = None,
 ) -> tuple[ArraysKey, dict[str, NDArray[Any]]]:
     """Read back a stream framed by :func:`arrays_to_chunks`.
 
@@ -281,6 +285,9 @@ def chunks_to_arrays(
         The stream, consumed to its end.
     max_bytes : int
         Cap on each array's declared size (checked before allocating).
+    on_header : callable, optional
+        Called with the stream's key as soon as the header arrives (e.g. to refuse
+        an unknown node before its data is transferred).
 
     Raises
     ------
@@ -301,6 +308,8 @@ def chunks_to_arrays(
                 raise ConfigError(f"an array stream must start with its header, not {part}")
             h = chunk.header
             key = ArraysKey(h.run_id, int(h.node_id), h.name)
+            if on_header is not None:
+                on_header(key)
             continue
         if part == "header":
             raise ConfigError("an array stream carries a single header")

@@ -322,5 +322,14 @@ class RecordTelemetryRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., counters: _Optional[_Mapping[str, int]] = ..., traffic: _Optional[_Iterable[_Union[NodeTraffic, _Mapping]]] = ...) -> None: ...
 
 class RecordTelemetryResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("counters",)
+    class CountersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    counters: _containers.ScalarMap[str, int]
+    def __init__(self, counters: _Optional[_Mapping[str, int]] = ...) -> None: ...
