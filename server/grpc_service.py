@@ -322,7 +322,7 @@ class BindingServicer(pb_grpc.BindingServiceServicer):
             for event in self.store.events(run_id, after):
                 yield serde.event_to_proto(event)
                 after = event.seq
-                if event.kind == END_EVENT:
+                if request.follow and event.kind == END_EVENT:
                     return
             if not request.follow or self._stopping.is_set() or not context.is_active():
                 return
@@ -481,6 +481,7 @@ def serve(
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a second server on a busy port fails instead of sharing it
     ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mmbind-grpc"),
