@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from mmbind.client.data.synthetic import make_synthetic
 from mmbind.client.data.utd_mhad import load_utd_mhad
 from mmbind.client.node import LocalNode
 from mmbind.errors import ConfigError
+from mmbind.modalities import parse_modalities
 from mmbind.run_config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -76,14 +77,114 @@ def _simulated_node(config: RunConfig, partition_id: int) -> LocalNode:
     )
 
 
+@dataclass(frozen=True)
+class NodeSpec:
+    """A deployment node's data, as ``mmbind-client`` puts it in Flower's node config.
+
+    Attributes
+    ----------
+    modalities : tuple of str
+        What the node holds and may train on.
+    subjects : tuple of int
+        Whose recordings it holds (empty: every subject of the dataset).
+    labelled : bool
+        Its labels may train the classifier (fine-tuning).
+    test : bool
+        It only evaluates (held-out data).
+    role : str
+        A name for logs and reports.
+    paired_data : bool
+        It may use every modality of its files for the upper-bound baseline.
+    dataset, data_dir : str
+        Where the node's own files are (they never leave it).
+    """
+
+    modalities: tuple[str, ...]
+    subjects: tuple[int, ...] = ()
+    labelled: bool = False
+    test: bool = False
+    role: str = "node"
+    paired_data: bool = False
+    dataset: str = "synthetic"
+    data_dir: str = ""
+
+    def to_node_config(self) -> dict[str, str | bool]:
+        """Flower node-config entries (what ``flower-supernode --node-config`` carries)."""
+        return {
+            "modalities": ",".join(self.modalities),
+            "subjects": ",".join(str(s) for s in self.subjects),
+            "labelled": self.labelled,
+            "test": self.test,
+            "role": self.role,
+            "paired-data": self.paired_data,
+            "dataset": self.dataset,
+            "data-dir": self.data_dir,
+        }
+
+    @classmethod
+    def from_node_config(cls, node_config: Mapping[str, object]) -> NodeSpec:
+        def text(key: str, default: str = "") -> str:
+            value = node_config.get(key, default)
+            return str(value)
+
+        def flag(key: str) -> bool:
+            value = node_config.get(key, False)
+            if isinstance(value, str):
+                return value.strip().lower() in {"1", "true", "yes"}
+            return bool(value)
+
+        subjects_text = text("subjects").strip()
+        try:
+            subjects = tuple(int(s) for s in subjects_text.split(",") if s.strip())
+        except ValueError:
+            raise ConfigError(
+                f"node config subjects={subjects_text!r} must be a comma list of integers"
+            ) from None
+        return cls(
+            modalities=parse_modalities(text("modalities")),
+            subjects=subjects,
+            labelled=flag("labelled"),
+            test=flag("test"),
+            role=text("role", "node") or "node",
+            paired_data=flag("paired-data"),
+            dataset=text("dataset", "synthetic"),
+            data_dir=text("data-dir"),
+        )
+
+
+def build_node(config: RunConfig, spec: NodeSpec) -> LocalNode:
+    """A deployment node: its own files, subjects and modalities."""
+    local = RunConfig.from_mapping(
+        {**config.model_dump(), "dataset": spec.dataset, "data_dir": spec.data_dir}
+    )
+    full = load_dataset(local)
+    data = full.for_subjects(spec.subjects) if spec.subjects else full
+    own = data.with_modalities(spec.modalities)
+    oracle = data.with_modalities(ALL_MODALITIES) if spec.paired_data else None
+    return LocalNode(
+        spec.role, own, local, labelled=spec.labelled, trains=not spec.test, oracle=oracle
+    )
+
+
+@lru_cache(maxsize=4)
+def _deployed_node(config: RunConfig, spec: NodeSpec) -> LocalNode:
+    return build_node(config, spec)
+
+
 def node_from_context(config: RunConfig, node_config: Mapping[str, object]) -> LocalNode:
-    """The node this ClientApp process serves, from Flower's node config."""
+    """The node this ClientApp process serves, from Flower's node config.
+
+    Simulated nodes carry only ``partition-id``; deployment nodes carry a
+    :class:`NodeSpec` written by ``mmbind-client``.
+    """
+    if "modalities" in node_config:
+        return _deployed_node(config, NodeSpec.from_node_config(node_config))
     if "partition-id" in node_config:
         pid = node_config["partition-id"]
         if not isinstance(pid, int):
             raise ConfigError(f"partition-id must be an integer; got {pid!r}")
         return _simulated_node(config, pid)
     raise ConfigError(
-        "this node has no partition-id: deployment nodes are started with mmbind-client, "
-        "which sets their modalities and data in the node config"
+        "this node's config has neither modalities nor partition-id: start deployment "
+        "nodes with mmbind-client, which writes their modalities and data into it"
     )

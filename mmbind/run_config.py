@@ -45,11 +45,24 @@ class RunConfig(BaseModel):
     batch_size: int = Field(32, ge=2)
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     temperature: float = Field(0.07, gt=0)
+    pretrain_lr: float = Field(1e-3, gt=0, lt=1, description="autoencoder learning rate")
+    align_lr: float = Field(1e-3, gt=0, lt=1, description="contrastive alignment learning rate")
+    finetune_lr: float = Field(1e-3, gt=0, lt=1, description="fine-tuning learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (align, fine-tune)")
+    align_augment: float = Field(0.0, ge=0, description="jitter/scaling strength in alignment")
+    finetune_augment: float = Field(0.0, ge=0, description="jitter/scaling in fine-tuning")
+    encoder_lr_scale: float = Field(
+        1.0, ge=0, description="encoders' fine-tuning lr relative to the classifier's; 0 freezes"
+    )
     weighting: str = "similarity"
     methods: tuple[Method, ...] = METHODS
     synthetic_classes: int = Field(6, ge=2)
     synthetic_trials: int = Field(6, ge=1)
     output: str = ""
+    run_id: str = Field("", description="store namespace of the run; empty = Flower's run id")
+    resume: bool = Field(False, description="continue run-id from its last checkpoint")
+    binding_service: str = Field("", description="HOST:PORT of the BindingService; empty = embedded")
+    reply_timeout: float = Field(0.0, ge=0, description="seconds to wait for a node; 0 = forever")
     min_nodes: int = Field(1, ge=1, description="nodes to wait for before phase 1")
     wait_seconds: float = Field(120.0, gt=0, description="how long to wait for min-nodes")
 

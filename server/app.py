@@ -11,9 +11,10 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from mmbind.run_config import RunConfig
+from mmbind.server.binding_service import BindingService
 from mmbind.server.results import build_results, write_results
-from mmbind.server.store import BindingStore, InMemoryBindingStore
-from mmbind.server.workflow import Progress, Workflow
+from mmbind.server.store import END_EVENT, BindingStore, InMemoryBindingStore
+from mmbind.server.workflow import BindingServiceAPI, Progress, Workflow
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +51,61 @@ def make_server_app(
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         config = RunConfig.from_flower({**dict(context.run_config), **extra})
+        run_id = config.run_id or str(context.run_id)
+        run_store, service = _connect(config, store, run_id)
         start = time.perf_counter()
-        workflow = Workflow(
-            grid,
-            config,
-            store if store is not None else InMemoryBindingStore(),
-            run_id=str(context.run_id),
-            progress=progress,
-            evaluation_labels=evaluation_labels,
-        )
-        result = workflow.run()
-        results = build_results(
-            config=config,
-            engine=engine,
-            methods=result.methods,
-            binding=result.binding,
-            phases=dict(result.phases),
-            wall_seconds=time.perf_counter() - start,
-            nodes=result.nodes,
-            history=dict(result.history),
-        )
-        if config.output:
-            path = write_results(results, config.output)
-            log.info("results written to %s", path)
-        if on_results is not None:
-            on_results(results)
+        try:
+            workflow = Workflow(
+                grid,
+                config,
+                run_store,
+                run_id=run_id,
+                service=service,
+                progress=progress,
+                evaluation_labels=evaluation_labels,
+            )
+            result = workflow.run()
+            results = build_results(
+                config=config,
+                engine="deployment" if config.binding_service else engine,
+                methods=result.methods,
+                binding=result.binding,
+                phases=dict(result.phases),
+                wall_seconds=time.perf_counter() - start,
+                nodes=result.nodes,
+                history=dict(result.history),
+            )
+            results["run_id"] = run_id
+            results["dropouts"] = result.dropouts
+            results["traffic"] = result.traffic
+            if result.resumed_from:
+                results["resumed_from"] = result.resumed_from
+            run_store.put_results(run_id, results)
+            if config.output:
+                path = write_results(results, config.output)
+                log.info("results written to %s", path)
+            if on_results is not None:
+                on_results(results)
+        except Exception as exc:
+            run_store.append_event(run_id, {"kind": "error", "message": str(exc)})
+            raise
+        finally:
+            run_store.append_event(run_id, {"kind": END_EVENT})
 
     return app
+
+
+def _connect(
+    config: RunConfig, store: BindingStore | None, run_id: str
+) -> tuple[BindingStore, BindingServiceAPI]:
+    """The run's store and binding service: remote when ``binding-service`` is set."""
+    if config.binding_service:
+        from mmbind.server.remote import RemoteBindingService, RemoteBindingStore
+
+        remote = RemoteBindingStore(config.binding_service)
+        return remote, RemoteBindingService(config.binding_service, run_id, store=remote)
+    local = store if store is not None else InMemoryBindingStore()
+    return local, BindingService(local, run_id)
 
 
 app = make_server_app()

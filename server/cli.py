@@ -75,9 +75,8 @@ def _progress_display(enabled: bool) -> tuple[Callable[[str, int, int], None] | 
 
 def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     from rich.console import Console
-    from rich.table import Table
 
-    from mmbind.server.results import format_table, write_results
+    from mmbind.server.results import write_results
     from mmbind.server.simulate import simulate
 
     values: dict[str, Any] = _parse_overrides(args.config or [])
@@ -102,8 +101,50 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     else:
         results = simulate(config, num_cpus=settings.num_cpus)
     path = write_results(results, output)
+    _print_results(results, path, "simulate")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
+    from rich.console import Console
+
+    from mmbind.server.deployment import default_binding_address, run_deployment
+
+    values: dict[str, Any] = _parse_overrides(args.config or [])
+    values["seed"] = args.seed
+    values["min_nodes"] = args.min_nodes
+    if args.methods:
+        values["methods"] = args.methods
+    if args.binding:
+        values["binding"] = args.binding
+    config = RunConfig.from_mapping(values)
+    binding = args.binding_service or default_binding_address(args.superlink)
+    console = Console(stderr=True)
+    progress, bar = _progress_display(console.is_terminal and not args.quiet)
+    kwargs: dict[str, Any] = {
+        "superlink": args.superlink,
+        "binding_service": binding,
+        "output": Path(args.output or settings.output),
+        "resume": args.resume,
+        "progress": progress,
+    }
+    if bar is not None:
+        with bar:
+            results = run_deployment(config, **kwargs)
+    else:
+        results = run_deployment(config, **kwargs)
+    _print_results(results, Path(args.output or settings.output) / "results.json", "run")
+    return 0
+
+
+def _print_results(results: dict[str, Any], path: Path, command: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mmbind.server.results import format_table
+
     out = Console()
-    table = Table(title=f"mmbind simulate · {config.dataset} · seed {config.seed}")
+    table = Table(title=f"mmbind {command} · {results['dataset']} · {results['engine']}")
     table.add_column("method")
     table.add_column("accuracy", justify="right")
     table.add_column("macro-F1", justify="right")
@@ -117,8 +158,9 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
             f"binding: {b['pairs']} pairs, pairing accuracy "
             f"{'n/a' if acc is None else f'{acc:.3f}'}, mean similarity {b['mean_similarity']:.3f}"
         )
+    for d in results.get("dropouts", []):
+        out.print(f"dropout: node {d['role']} in {d['phase']}: {d['reason']}")
     out.print(f"wall: {results['wall_seconds']:.1f} s · results: {path}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     sim.set_defaults(func=cmd_simulate)
+
+    run = sub.add_parser(
+        "run",
+        help="submit the pipeline to a running mmbind-server and collect results.json",
+        description="Run the pipeline on a deployment (mmbind-server + mmbind-client nodes) "
+        "and write OUTPUT/results.json with engine 'deployment'.",
+    )
+    run.add_argument("--superlink", required=True, help="HOST:PORT of mmbind-server's SuperLink")
+    run.add_argument(
+        "--binding-service", default="", help="HOST:PORT of its BindingService (default PORT+1)"
+    )
+    run.add_argument("--output", default="", help="output folder (default ./mmbind-output)")
+    run.add_argument(
+        "--resume", default="", metavar="RUN_ID", help="continue a run from its checkpoint"
+    )
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--min-nodes", type=int, default=1, help="nodes to wait for before starting")
+    run.add_argument("--methods", default="", help="comma list of mmbind,lower_bound,upper_bound")
+    run.add_argument("--binding", choices=["modality", "label"], default="")
+    run.add_argument("-c", "--config", action="append", metavar="KEY=VALUE")
+    run.add_argument("-q", "--quiet", action="store_true")
+    run.set_defaults(func=cmd_run)
     return parser
 
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -41,11 +41,21 @@ from mmbind.run_config import RunConfig
 from mmbind.server.aggregation import average_modality, weighted_average
 from mmbind.server.binding_service import (
     BindingService,
+    BindRequest,
     NodeBinding,
     NodeManifest,
     binding_report,
     check_bindable,
     tuple_weights,
+)
+from mmbind.server.checkpoint import (
+    BINDINGS_BLOB,
+    MODEL_BLOB,
+    Checkpoint,
+    bindings_from_bytes,
+    bindings_to_bytes,
+    state_from_bytes,
+    state_to_bytes,
 )
 from mmbind.server.results import metrics_from_confusion
 from mmbind.server.store import BindingStore
@@ -58,6 +68,23 @@ Progress = Callable[[str, int, int], None]
 State = dict[str, torch.Tensor]
 
 
+class BindingServiceAPI(Protocol):
+    """What the workflow needs of a binding service: in-process or over gRPC."""
+
+    def register(self, manifest: NodeManifest) -> None: ...
+
+    @property
+    def nodes(self) -> list[NodeManifest]: ...
+
+    def upload(
+        self, node_id: int, embeddings: NDArray[np.float32], labels: NDArray[np.int64] | None = None
+    ) -> None: ...
+
+    def bind(
+        self, requests: Sequence[BindRequest], *, by: str = "modality", seed: int = 0
+    ) -> list[NodeBinding]: ...
+
+
 @dataclass
 class RunResult:
     """What one run measured; :mod:`mmbind.server.results` turns it into results.json."""
@@ -67,10 +94,31 @@ class RunResult:
     phases: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     nodes: list[dict[str, object]] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    dropouts: list[dict[str, object]] = field(default_factory=list)
+    traffic: dict[str, dict[str, int]] = field(default_factory=dict)
+    resumed_from: str = ""
 
 
 class Workflow:
-    """Drives one run's phases over ``grid`` and collects a :class:`RunResult`."""
+    """Drives one run's phases over ``grid`` and collects a :class:`RunResult`.
+
+    Parameters
+    ----------
+    grid : Grid
+        Flower's grid of connected nodes.
+    config : RunConfig
+        The run's configuration.
+    store : BindingStore
+        Where events, checkpoints and results of the run go.
+    run_id : str
+        The run's namespace in the store.
+    service : BindingServiceAPI, optional
+        The binding service (default: in-process over ``store``).
+    progress : callable, optional
+        ``progress(label, step, total)``; events go to the store as well.
+    evaluation_labels : bool
+        Ask nodes for labels used only to score the binding.
+    """
 
     def __init__(
         self,
@@ -79,31 +127,52 @@ class Workflow:
         store: BindingStore,
         *,
         run_id: str,
+        service: BindingServiceAPI | None = None,
         progress: Progress | None = None,
         evaluation_labels: bool = True,
-        timeout: float | None = None,
     ) -> None:
         self.grid = grid
         self.config = config
-        self.progress = progress or (lambda label, step, total: None)
+        self.store = store
+        self.run_id = run_id
+        self.service: BindingServiceAPI = service or BindingService(store, run_id)
+        self._progress = progress or (lambda label, step, total: None)
         self.evaluation_labels = evaluation_labels
-        self.timeout = timeout
-        self.service = BindingService(store, run_id)
+        self.timeout = config.reply_timeout or None
         self.weighting = get_weighting(config.weighting)
         self.result = RunResult()
         self._norm: ArrayRecord | None = None
         self._modalities: tuple[str, ...] = ()
         self._num_classes = 0
+        self._nodes: dict[int, NodeManifest] = {}
+        self._dropped: dict[int, str] = {}
+        self._phase_name = "manifest"
+        self._traffic: dict[int, list[int]] = defaultdict(lambda: [0, 0])
 
     # ------------------------------------------------------------ messaging
-    def _send(self, message_type: str, contents: Mapping[int, RecordDict]) -> dict[int, RecordDict]:
-        """Send one message per node and return the replies' contents by node id."""
+    def progress(self, label: str, step: int, total: int) -> None:
+        self._progress(label, step, total)
+        self.store.append_event(
+            self.run_id, {"kind": "progress", "label": label, "step": step, "total": total}
+        )
+
+    def _send(
+        self, message_type: str, contents: Mapping[int, RecordDict], *, tolerate: bool = True
+    ) -> dict[int, RecordDict]:
+        """Send one message per node; return the replies' contents by node id.
+
+        A node that fails (error reply, or none within ``reply-timeout``) is
+        dropped from the rest of the run and the failure recorded, as long as the
+        run can go on without it; otherwise a :class:`FederationError` is raised.
+        """
         messages = [
             Message(content, dst_node_id=node_id, message_type=message_type)
             for node_id, content in contents.items()
         ]
         if not messages:
             return {}
+        for node_id, content in contents.items():
+            self._traffic[node_id][1] += _content_bytes(content)
         replies = list(self.grid.send_and_receive(messages, timeout=self.timeout))
         out: dict[int, RecordDict] = {}
         failed: dict[int, str] = {}
@@ -113,16 +182,60 @@ class Workflow:
                 failed[src] = reply.error.reason or f"error code {reply.error.code}"
             else:
                 out[src] = reply.content
+                self._traffic[src][0] += _content_bytes(reply.content)
+                self._audit(src, message_type, reply.content)
         for node_id in set(contents) - set(out) - set(failed):
-            failed[node_id] = "no reply"
+            failed[node_id] = (
+                f"no reply within {self.timeout:.0f} s" if self.timeout else "no reply"
+            )
         if failed:
             detail = "; ".join(f"{self._describe(n)}: {why}" for n, why in sorted(failed.items()))
-            raise FederationError(f"{message_type} failed on {len(failed)} node(s): {detail}")
+            if not tolerate or not self._nodes:
+                raise FederationError(f"{message_type} failed on {len(failed)} node(s): {detail}")
+            for node_id, why in failed.items():
+                self._drop(node_id, message_type, why)
         return out
 
+    def _drop(self, node_id: int, message_type: str, reason: str) -> None:
+        self._dropped[node_id] = reason
+        node = self._nodes.get(node_id)
+        record = {
+            "node_id": node_id,
+            "role": node.role if node else "?",
+            "phase": self._phase_name,
+            "message": message_type,
+            "reason": reason[:500],
+        }
+        self.result.dropouts.append(record)
+        self.store.append_event(self.run_id, {"kind": "dropout", **record})
+        log.warning("dropping %s in %s: %s", self._describe(node_id), self._phase_name, reason)
+        active = self._active()
+        if not any(n.labelled and n.trains for n in active):
+            raise FederationError(
+                f"the last labelled node dropped out ({self._describe(node_id)}: {reason}); "
+                "fine-tuning cannot go on"
+            )
+        if not any(not n.trains for n in active):
+            raise FederationError(
+                f"the last test node dropped out ({self._describe(node_id)}: {reason}); "
+                "evaluation cannot go on"
+            )
+
+    def _audit(self, node_id: int, message_type: str, content: RecordDict) -> None:
+        """Record what a node sent: array names, dtypes and shapes (never values)."""
+        arrays = [
+            {"record": key, "array": name, "dtype": arr.dtype, "shape": list(arr.shape)}
+            for key, record in content.array_records.items()
+            for name, arr in record.items()
+        ]
+        self.store.append_event(
+            self.run_id,
+            {"kind": "wire", "node_id": node_id, "message": message_type, "arrays": arrays},
+        )
+
     def _describe(self, node_id: int) -> str:
-        known = {n.node_id: n.role for n in self.service.nodes}
-        return f"node {node_id} ({known[node_id]})" if node_id in known else f"node {node_id}"
+        node = self._nodes.get(node_id)
+        return f"node {node_id} ({node.role})" if node else f"node {node_id}"
 
     def _content(self, config: Mapping[str, Any], **arrays: ArrayRecord) -> RecordDict:
         content = RecordDict({wire.CONFIG: ConfigRecord(dict(config))})
@@ -134,15 +247,22 @@ class Workflow:
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
+        self._phase_name = name
         start = time.perf_counter()
         try:
             yield
         finally:
             self.result.phases[name] += time.perf_counter() - start
 
+    def _active(self) -> list[NodeManifest]:
+        return [n for i, n in sorted(self._nodes.items()) if i not in self._dropped]
+
+    def _training_nodes(self) -> list[NodeManifest]:
+        return [n for n in self._active() if n.trains]
+
     # ---------------------------------------------------------------- model
-    def _new_model(self, seed_offset: int = 0) -> FusionModel:
-        torch.manual_seed(self.config.seed * 1000 + seed_offset)
+    def _new_model(self) -> FusionModel:
+        torch.manual_seed(self.config.seed * 1000)
         cfg = self.config
         return FusionModel(self._modalities, cfg.embed_dim, cfg.proj_dim, self._num_classes)
 
@@ -169,9 +289,8 @@ class Workflow:
         """Phase 1: gather manifests, check compatibility, build normalisation stats."""
         node_ids = self._wait_for_nodes()
         self.progress("manifest", 0, 1)
-        replies = self._send(wire.MANIFEST, {n: RecordDict() for n in node_ids})
+        replies = self._send(wire.MANIFEST, {n: RecordDict() for n in node_ids}, tolerate=False)
         moments: dict[str, list[ChannelMoments]] = defaultdict(list)
-        classes: set[int] = set()
         for node_id, content in replies.items():
             info = content.config_records[wire.MANIFEST_KEY]
             manifest = NodeManifest(
@@ -184,7 +303,7 @@ class Workflow:
                 num_classes=wire.get_int(info, "num-classes"),
             )
             self.service.register(manifest)
-            classes.add(manifest.num_classes)
+            self._nodes[node_id] = manifest
             if manifest.trains:
                 arrays = wire.record_to_arrays(content.array_records[wire.MOMENTS])
                 for m in manifest.modalities:
@@ -195,25 +314,9 @@ class Workflow:
                             total_sq=np.asarray(arrays[f"{m}.total-sq"], np.float64),
                         )
                     )
-        nodes = sorted(self.service.nodes, key=lambda n: n.node_id)
+        nodes = self._active()
         self.result.nodes = [n.to_dict() for n in nodes]
-        if len(classes) != 1:
-            raise FederationError(f"nodes disagree on the number of classes: {sorted(classes)}")
-        self._num_classes = classes.pop()
-        held = {m for n in nodes for m in n.modalities}
-        self._modalities = tuple(m for m in REGISTRY if m in held)
-        if not any(n.labelled for n in nodes):
-            raise BindingError("no labelled node: fine-tuning needs at least one labelled node")
-        if not any(not n.trains for n in nodes):
-            raise BindingError("no test node: evaluation needs a node with trains=False")
-        missing = {m for n in nodes if not n.trains for m in n.modalities} - set(moments)
-        if missing:
-            raise BindingError(
-                f"test nodes hold {sorted(missing)}, which no training node holds: "
-                "the model could never learn them"
-            )
-        if "mmbind" in self.config.methods:
-            check_bindable(nodes, self.config.shared_modality)
+        self._check_layout(nodes, moments)
         stats: dict[str, NDArray[np.float32]] = {}
         for m, parts in moments.items():
             merged = ChannelMoments.sum(parts)
@@ -223,12 +326,34 @@ class Workflow:
         self.progress("manifest", 1, 1)
         return nodes
 
-    def _training_nodes(self, *, holding: str | None = None) -> list[NodeManifest]:
-        return [
-            n
-            for n in self.service.nodes
-            if n.trains and (holding is None or holding in n.modalities)
-        ]
+    def _check_layout(
+        self, nodes: Sequence[NodeManifest], moments: Mapping[str, Sequence[ChannelMoments]]
+    ) -> None:
+        classes = {n.num_classes for n in nodes}
+        if len(classes) != 1:
+            raise FederationError(f"nodes disagree on the number of classes: {sorted(classes)}")
+        self._num_classes = classes.pop()
+        names = [n.role for n in nodes]
+        duplicates = sorted({r for r in names if names.count(r) > 1})
+        if duplicates:
+            raise FederationError(
+                f"node names must be unique within a run; repeated: {duplicates} "
+                "(give each mmbind-client its own --name)"
+            )
+        held = {m for n in nodes for m in n.modalities}
+        self._modalities = tuple(m for m in REGISTRY if m in held)
+        if not any(n.labelled and n.trains for n in nodes):
+            raise BindingError("no labelled node: fine-tuning needs at least one labelled node")
+        if not any(not n.trains for n in nodes):
+            raise BindingError("no test node: evaluation needs a node started with --test")
+        missing = {m for n in nodes if not n.trains for m in n.modalities} - set(moments)
+        if missing:
+            raise BindingError(
+                f"test nodes hold {sorted(missing)}, which no training node holds: "
+                "the model could never learn them"
+            )
+        if "mmbind" in self.config.methods:
+            check_bindable(nodes, self.config.shared_modality)
 
     # -------------------------------------------------------------- phase 2
     def pretrain(self, *, oracle: bool, label: str) -> FusionModel:
@@ -237,11 +362,10 @@ class Workflow:
         torch.manual_seed(cfg.seed)
         aes = {m: Autoencoder(SensorEncoder(m, cfg.embed_dim)) for m in self._modalities}
         states: dict[str, State] = {m: dict(ae.state_dict()) for m, ae in aes.items()}
-        nodes = self._training_nodes()
         for rnd in range(cfg.pretrain_rounds):
             self.progress(f"{label}: pretrain", rnd, cfg.pretrain_rounds)
             contents = {}
-            for n in nodes:
+            for n in self._training_nodes():
                 held = self._modalities if oracle else n.modalities
                 records = {wire.autoencoder_key(m): wire.state_to_record(states[m]) for m in held}
                 contents[n.node_id] = self._content(
@@ -254,22 +378,21 @@ class Workflow:
                 )
             replies = self._send(wire.PRETRAIN, contents)
             for m in self._modalities:
-                got = [
-                    (
-                        wire.record_to_state(c.array_records[wire.autoencoder_key(m)]),
-                        wire.get_float(c.metric_records[wire.METRICS], f"{m}.num-samples"),
-                    )
-                    for c in replies.values()
-                    if wire.autoencoder_key(m) in c.array_records
+                key = wire.autoencoder_key(m)
+                holders = [c for c in replies.values() if key in c.array_records]
+                if not holders:
+                    continue
+                states[m] = weighted_average(
+                    [wire.record_to_state(c.array_records[key]) for c in holders],
+                    [
+                        wire.get_float(c.metric_records[wire.METRICS], f"{m}.num-samples")
+                        for c in holders
+                    ],
+                )
+                losses = [
+                    wire.get_float(c.metric_records[wire.METRICS], f"{m}.loss") for c in holders
                 ]
-                if got:
-                    states[m] = weighted_average([s for s, _ in got], [w for _, w in got])
-                    losses = [
-                        wire.get_float(c.metric_records[wire.METRICS], f"{m}.loss")
-                        for c in replies.values()
-                        if wire.autoencoder_key(m) in c.array_records
-                    ]
-                    self.result.history[f"{label}.pretrain.{m}"].append(float(np.mean(losses)))
+                self.result.history[f"{label}.pretrain.{m}"].append(float(np.mean(losses)))
         self.progress(f"{label}: pretrain", cfg.pretrain_rounds, cfg.pretrain_rounds)
         model = self._new_model()
         for m in self._modalities:
@@ -282,26 +405,19 @@ class Workflow:
         """Phase 3: upload shared-modality embeddings and bind across nodes."""
         cfg = self.config
         shared = cfg.shared_modality
-        requests = check_bindable(self.service.nodes, shared)
+        requests = check_bindable(self._active(), shared)
         uploaders = sorted(
             {r.node_id for r in requests} | {p for r in requests for p in r.partners}
         )
         by_label = cfg.binding == "label"
         self.progress("binding", 0, 1)
         record = wire.state_to_record(model.state_dict())
+        config = self._model_config(
+            modality=shared, labels=by_label, **{"evaluation-labels": self.evaluation_labels}
+        )
         replies = self._send(
             wire.EMBED,
-            {
-                n: self._content(
-                    self._model_config(
-                        modality=shared,
-                        labels=by_label,
-                        **{"evaluation-labels": self.evaluation_labels},
-                    ),
-                    **{wire.MODEL: record},
-                )
-                for n in uploaders
-            },
+            {n: self._content(config, **{wire.MODEL: record}) for n in uploaders},
         )
         eval_labels: dict[int, NDArray[np.int64]] = {}
         for node_id, content in replies.items():
@@ -314,6 +430,8 @@ class Workflow:
             )
             if wire.EVAL_LABELS in arrays:
                 eval_labels[node_id] = np.asarray(arrays[wire.EVAL_LABELS], np.int64)
+        if set(uploaders) - set(replies):
+            requests = check_bindable(self._active(), shared)  # without the dropped nodes
         bindings = self.service.bind(requests, by=cfg.binding, seed=cfg.seed)
         self.result.binding = binding_report(bindings, eval_labels)
         self.progress("binding", 1, 1)
@@ -326,12 +444,14 @@ class Workflow:
         """Phase 4: partners embed their private modality for bound rows; route to requesters.
 
         Returns, per requesting node, the arrays of its ``partner`` record:
-        ``<m>.index`` (its own rows), ``<m>.features`` and ``weights``.
+        ``<m>.index`` (its own rows), ``<m>.features`` and ``weights``. Rows bound
+        to a partner that dropped out get no feature (the view is masked).
         """
         wanted: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
         for b in bindings:
             for p, row in zip(b.partner_node_ids, b.bindings.partner_index, strict=True):
-                wanted[int(p)][b.request.modality].add(int(row))
+                if int(p) not in self._dropped:
+                    wanted[int(p)][b.request.modality].add(int(row))
         requests = {
             p: {m: np.asarray(sorted(rows), dtype=np.int64) for m, rows in mods.items()}
             for p, mods in wanted.items()
@@ -359,151 +479,248 @@ class Workflow:
                 if b.request.node_id != n.node_id:
                     continue
                 m = b.request.modality
-                dim = self.config.proj_dim
-                feats = np.zeros((len(b.bindings), dim), dtype=np.float32)
+                rows: list[NDArray[np.int64]] = []
+                feats: list[NDArray[np.float32]] = []
                 for p in np.unique(b.partner_node_ids):
+                    if int(p) not in features:
+                        continue  # the partner dropped out: these rows stay masked
                     sel = b.partner_node_ids == p
-                    rows = requests[int(p)][m]
-                    pos = np.searchsorted(rows, b.bindings.partner_index[sel])
-                    feats[sel] = np.asarray(features[int(p)][m], np.float32)[pos]
-                arrays[f"{m}.index"] = b.bindings.query_index.astype(np.int64)
-                arrays[f"{m}.features"] = feats
+                    pos = np.searchsorted(requests[int(p)][m], b.bindings.partner_index[sel])
+                    rows.append(b.bindings.query_index[sel].astype(np.int64))
+                    feats.append(np.asarray(features[int(p)][m], np.float32)[pos])
+                if rows:
+                    arrays[f"{m}.index"] = np.concatenate(rows)
+                    arrays[f"{m}.features"] = np.concatenate(feats)
             routed[n.node_id] = arrays
         return routed
 
     # -------------------------------------------------------------- phase 5
-    def align(
+    def align_round(
         self,
         model: FusionModel,
+        rnd: int,
+        routed: Mapping[int, Mapping[str, NDArray[np.generic]]],
         *,
         label: str,
-        bindings: Sequence[NodeBinding] | None,
         oracle: bool,
-    ) -> FusionModel:
-        """Phase 5: weighted contrastive rounds; per-modality FedAvg (n x confidence)."""
+    ) -> None:
+        """One round of phase 5: weighted contrastive training; per-modality FedAvg.
+
+        Aggregation weights are sample count x binding confidence (DESIGN.md).
+        """
         cfg = self.config
-        nodes = self._training_nodes()
-        routed: dict[int, dict[str, NDArray[np.generic]]] = {
-            n.node_id: {"weights": np.ones(n.num_samples, np.float32)} for n in nodes
-        }
-        for rnd in range(cfg.align_rounds):
-            if bindings and rnd % cfg.refresh_every == 0:
-                with self._phase("partner_features"):
-                    self.progress(f"{label}: partner features", rnd, cfg.align_rounds)
-                    routed = self.partner_features(model, bindings)
-            with self._phase("align" if label == "mmbind" else f"{label}.align"):
-                self.progress(f"{label}: align", rnd, cfg.align_rounds)
-                record = wire.state_to_record(model.state_dict())
-                replies = self._send(
-                    wire.ALIGN,
-                    {
-                        n.node_id: self._content(
-                            self._model_config(
-                                epochs=cfg.align_epochs, seed=cfg.seed * 1000 + rnd, oracle=oracle
-                            ),
-                            **{
-                                wire.MODEL: record,
-                                wire.PARTNER: wire.arrays_to_record(routed[n.node_id]),
-                            },
-                        )
-                        for n in nodes
-                    },
-                )
-                state: State = dict(model.state_dict())
-                losses = []
-                for m in self._modalities:
-                    got: list[tuple[State, float]] = []
-                    for c in replies.values():
-                        trained = wire.get_str(c.config_records[wire.CONFIG], "trained").split(",")
-                        if m not in trained:
-                            continue
-                        metrics = c.metric_records[wire.METRICS]
-                        weight = wire.get_float(metrics, "num-samples") * wire.get_float(
-                            metrics, "confidence"
-                        )
-                        got.append((wire.record_to_state(c.array_records[wire.MODEL]), weight))
-                    if got and sum(w for _, w in got) > 0:
-                        state = average_modality(state, [s for s, _ in got], [w for _, w in got], m)
-                for c in replies.values():
-                    losses.append(float(c.metric_records[wire.METRICS]["loss"]))  # type: ignore[arg-type]
-                model.load_state_dict(state)
-                self.result.history[f"{label}.align.loss"].append(float(np.mean(losses)))
-        self.progress(f"{label}: align", cfg.align_rounds, cfg.align_rounds)
-        return model
+        self.progress(f"{label}: align", rnd, cfg.align_rounds)
+        record = wire.state_to_record(model.state_dict())
+        config = self._model_config(
+            epochs=cfg.align_epochs, seed=cfg.seed * 1000 + rnd, oracle=oracle
+        )
+        contents = {}
+        for n in self._training_nodes():
+            partner = routed.get(n.node_id) or {"weights": np.ones(n.num_samples, np.float32)}
+            contents[n.node_id] = self._content(
+                config, **{wire.MODEL: record, wire.PARTNER: wire.arrays_to_record(partner)}
+            )
+        replies = self._send(wire.ALIGN, contents)
+        state: State = dict(model.state_dict())
+        for m in self._modalities:
+            got: list[tuple[State, float]] = []
+            for c in replies.values():
+                trained = wire.get_str(c.config_records[wire.CONFIG], "trained").split(",")
+                if m in trained:
+                    metrics = c.metric_records[wire.METRICS]
+                    weight = wire.get_float(metrics, "num-samples") * wire.get_float(
+                        metrics, "confidence"
+                    )
+                    got.append((wire.record_to_state(c.array_records[wire.MODEL]), weight))
+            if got and sum(w for _, w in got) > 0:
+                state = average_modality(state, [s for s, _ in got], [w for _, w in got], m)
+        model.load_state_dict(state)
+        losses = [wire.get_float(c.metric_records[wire.METRICS], "loss") for c in replies.values()]
+        if losses:
+            self.result.history[f"{label}.align.loss"].append(float(np.mean(losses)))
 
     # -------------------------------------------------------------- phase 6
-    def finetune_and_evaluate(self, model: FusionModel, *, label: str) -> dict[str, float]:
-        """Phase 6: fine-tune on labelled nodes (FedAvg over rounds), evaluate on test nodes."""
+    def finetune(self, model: FusionModel, *, label: str) -> None:
+        """Phase 6a: fine-tune on the labelled nodes (FedAvg over ``finetune-rounds``)."""
         cfg = self.config
-        labelled = [n for n in self._training_nodes() if n.labelled]
-        with self._phase("finetune" if label == "mmbind" else f"{label}.finetune"):
-            for rnd in range(cfg.finetune_rounds):
-                self.progress(f"{label}: fine-tune", rnd, cfg.finetune_rounds)
-                record = wire.state_to_record(model.state_dict())
-                epochs = max(1, cfg.finetune_epochs // cfg.finetune_rounds)
-                replies = self._send(
-                    wire.FINETUNE,
-                    {
-                        n.node_id: self._content(
-                            self._model_config(epochs=epochs, seed=cfg.seed * 1000 + rnd),
-                            **{wire.MODEL: record},
-                        )
-                        for n in labelled
-                    },
-                )
-                states = [
-                    wire.record_to_state(c.array_records[wire.MODEL]) for c in replies.values()
-                ]
-                weights = [
-                    wire.get_float(c.metric_records[wire.METRICS], "num-samples")
-                    for c in replies.values()
-                ]
-                model.load_state_dict(weighted_average(states, weights))
-        with self._phase("evaluate" if label == "mmbind" else f"{label}.evaluate"):
-            self.progress(f"{label}: evaluate", 0, 1)
-            tests = [n for n in self.service.nodes if not n.trains]
+        for rnd in range(cfg.finetune_rounds):
+            self.progress(f"{label}: fine-tune", rnd, cfg.finetune_rounds)
+            labelled = [n for n in self._training_nodes() if n.labelled]
             record = wire.state_to_record(model.state_dict())
+            epochs = max(1, cfg.finetune_epochs // cfg.finetune_rounds)
+            config = self._model_config(epochs=epochs, seed=cfg.seed * 1000 + rnd)
             replies = self._send(
-                wire.EVALUATE,
-                {
-                    n.node_id: self._content(self._model_config(), **{wire.MODEL: record})
-                    for n in tests
-                },
+                wire.FINETUNE,
+                {n.node_id: self._content(config, **{wire.MODEL: record}) for n in labelled},
             )
-            cm = sum(
-                (c.array_records[wire.CONFUSION].to_numpy_ndarrays()[0] for c in replies.values()),
-                np.zeros((self._num_classes, self._num_classes), dtype=np.int64),
+            if not replies:
+                raise FederationError("no labelled node answered the fine-tuning round")
+            model.load_state_dict(
+                weighted_average(
+                    [wire.record_to_state(c.array_records[wire.MODEL]) for c in replies.values()],
+                    [
+                        wire.get_float(c.metric_records[wire.METRICS], "num-samples")
+                        for c in replies.values()
+                    ],
+                )
             )
-            self.progress(f"{label}: evaluate", 1, 1)
-        return metrics_from_confusion(np.asarray(cm))
+
+    def evaluate(self, model: FusionModel, *, label: str) -> dict[str, float]:
+        """Phase 6b: the final model on the test nodes (summed confusion matrices)."""
+        self.progress(f"{label}: evaluate", 0, 1)
+        tests = [n for n in self._active() if not n.trains]
+        record = wire.state_to_record(model.state_dict())
+        replies = self._send(
+            wire.EVALUATE,
+            {n.node_id: self._content(self._model_config(), **{wire.MODEL: record}) for n in tests},
+        )
+        if not replies:
+            raise FederationError("no test node answered the evaluation")
+        k = self._num_classes
+        cm = np.zeros((k, k), dtype=np.int64)
+        for c in replies.values():
+            cm += np.asarray(c.array_records[wire.CONFUSION].to_numpy_ndarrays()[0], np.int64)
+        self.progress(f"{label}: evaluate", 1, 1)
+        return metrics_from_confusion(cm)
+
+    # ------------------------------------------------------------ the steps
+    def _steps(self, method: str) -> list[str]:
+        """The checkpointed steps of a method, in order."""
+        align = [f"align.{r}" for r in range(self.config.align_rounds)]
+        if method == "lower_bound":
+            return ["finetune", "evaluate"]
+        if method == "mmbind":
+            return ["pretrain", "binding", *align, "finetune", "evaluate"]
+        return ["pretrain", *align, "finetune", "evaluate"]
+
+    def _phase_of(self, method: str, step: str) -> str:
+        base = step.split(".")[0]
+        if method == "mmbind" and base == "pretrain":
+            return "pretrain"
+        return base if method == "mmbind" else f"{method}.{base}"
+
+    def _save(
+        self, step: str, model: FusionModel | None, bindings: Sequence[NodeBinding] | None
+    ) -> None:
+        cp = Checkpoint(
+            step=step,
+            methods=dict(self.result.methods),
+            binding=dict(self.result.binding),
+            phases=dict(self.result.phases),
+            history={k: list(v) for k, v in self.result.history.items()},
+            dropouts=list(self.result.dropouts),
+            node_names={str(i): n.role for i, n in self._nodes.items()},
+        )
+        names = {i: n.role for i, n in self._nodes.items()}
+        if model is not None:
+            self.store.put_blob(self.run_id, MODEL_BLOB, state_to_bytes(model.state_dict()))
+        if bindings is not None:
+            self.store.put_blob(self.run_id, BINDINGS_BLOB, bindings_to_bytes(bindings, names))
+        self.store.put_checkpoint(self.run_id, cp.to_dict())
+
+    def _restore(self) -> Checkpoint | None:
+        """The run's checkpoint, with results so far restored into ``self.result``."""
+        data = self.store.checkpoint(self.run_id)
+        if data is None:
+            return None
+        cp = Checkpoint.from_dict(data)
+        self.result.methods.update(cp.methods)
+        self.result.binding.update(cp.binding)
+        for k, v in cp.phases.items():
+            self.result.phases[k] += v
+        for k, vs in cp.history.items():
+            self.result.history[k].extend(vs)
+        self.result.dropouts.extend(cp.dropouts)
+        self.result.resumed_from = cp.step
+        return cp
 
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:
-        """All requested methods, sharing phase 1."""
+        """All requested methods, sharing phase 1; resumable step by step."""
         start = time.perf_counter()
+        cp = self._restore() if self.config.resume else None
+        if self.config.resume and cp is None:
+            raise FederationError(
+                f"run {self.run_id!r} has no checkpoint to resume from; start it without --resume"
+            )
         with self._phase("manifest"):
             self.manifest()
+        ids = {n.role: i for i, n in self._nodes.items()}
+        resume_method, _, resume_step = cp.step.partition(".") if cp else ("", "", "")
         for method in self.config.methods:
+            if method in self.result.methods:
+                continue  # finished before the restart
             t0 = time.perf_counter()
-            if method == "lower_bound":
+            steps = self._steps(method)
+            model: FusionModel | None = None
+            bindings: list[NodeBinding] | None = None
+            done = -1
+            if method == resume_method and resume_step in steps:
+                done = steps.index(resume_step)
                 model = self._new_model()
-                metrics = self.finetune_and_evaluate(model, label=method)
-            elif method == "mmbind":
-                with self._phase("pretrain"):
-                    model = self.pretrain(oracle=False, label=method)
-                with self._phase("binding"):
-                    bindings = self.bind(model)
-                model = self.align(model, label=method, bindings=bindings, oracle=False)
-                metrics = self.finetune_and_evaluate(model, label=method)
-            else:
-                with self._phase(f"{method}.pretrain"):
-                    model = self.pretrain(oracle=True, label=method)
-                model = self.align(model, label=method, bindings=None, oracle=True)
-                metrics = self.finetune_and_evaluate(model, label=method)
-            metrics["seconds"] = time.perf_counter() - t0
-            self.result.methods[method] = metrics
+                blob = self.store.blob(self.run_id, MODEL_BLOB)
+                if blob is not None:
+                    model.load_state_dict(state_from_bytes(blob))
+                if method == "mmbind" and done >= steps.index("binding"):
+                    data = self.store.blob(self.run_id, BINDINGS_BLOB)
+                    if data is None:
+                        raise FederationError("the checkpoint lacks the bindings it refers to")
+                    bindings = bindings_from_bytes(data, ids)
+                log.info("resuming %s after step %s", method, resume_step)
+            routed: dict[int, dict[str, NDArray[np.generic]]] | None = None
+            metrics: dict[str, float] = {}
+            for index, step in enumerate(steps):
+                if index <= done:
+                    continue
+                with self._phase(self._phase_of(method, step)):
+                    if step == "pretrain":
+                        model = self.pretrain(oracle=method == "upper_bound", label=method)
+                    elif step == "binding":
+                        bindings = self.bind(_require(model))
+                    elif step.startswith("align."):
+                        rnd = int(step.split(".")[1])
+                        if bindings and (routed is None or rnd % self.config.refresh_every == 0):
+                            with self._phase("partner_features"):
+                                routed = self.partner_features(_require(model), bindings)
+                        self.align_round(
+                            _require(model),
+                            rnd,
+                            routed or {},
+                            label=method,
+                            oracle=method == "upper_bound",
+                        )
+                    elif step == "finetune":
+                        model = model or self._new_model()
+                        self.finetune(model, label=method)
+                    else:
+                        metrics = self.evaluate(_require(model), label=method)
+                        metrics["seconds"] = time.perf_counter() - t0
+                        self.result.methods[method] = metrics
+                self._save(f"{method}.{step}", model, bindings if step == "binding" else None)
             log.info(
                 "%s: accuracy %.4f, macro-F1 %.4f", method, metrics["accuracy"], metrics["macro_f1"]
             )
         self.result.phases["total"] = time.perf_counter() - start
+        self.result.traffic = {
+            self._nodes[i].role if i in self._nodes else str(i): {"received": r, "sent": s}
+            for i, (r, s) in self._traffic.items()
+        }
         return self.result
+
+
+def _require(model: FusionModel | None) -> FusionModel:
+    if model is None:  # the step order makes this unreachable; keep mypy and readers honest
+        raise FederationError("internal error: a step ran before the model existed")
+    return model
+
+
+def _content_bytes(content: RecordDict) -> int:
+    """Approximate payload bytes of a message: its arrays plus its config and metrics."""
+    total = 0
+    for record in content.array_records.values():
+        total += int(record.count_bytes())
+    for crec in content.config_records.values():
+        total += int(crec.count_bytes())
+    for mrec in content.metric_records.values():
+        total += int(mrec.count_bytes())
+    return total

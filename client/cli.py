@@ -1,0 +1,142 @@
+"""``mmbind-client``: run one node of a deployment.
+
+It validates its arguments and its local data first (clear errors, non-zero
+exit), then runs a Flower SuperNode whose node config carries them. The data
+never leaves the node: only weights, metrics and embeddings cross the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from mmbind import __version__
+from mmbind.client.local_data import NodeSpec, build_node
+from mmbind.errors import ConfigError, MMBindError
+from mmbind.modalities import parse_modalities
+from mmbind.processes import ManagedProcess, free_port, parse_address
+from mmbind.run_config import RunConfig
+from mmbind.settings import MMBindSettings
+
+log = logging.getLogger(__name__)
+
+
+def _subjects(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--subjects {text!r} must be a comma list of integers, e.g. 1,2"
+        ) from None
+
+
+def node_config_arg(config: dict[str, str | bool]) -> str:
+    """Flower's ``--node-config`` syntax: space-separated ``key=value``, strings quoted."""
+    parts = []
+    for key, value in config.items():
+        if isinstance(value, bool):
+            parts.append(f"{key}={'true' if value else 'false'}")
+        else:
+            if '"' in value:
+                raise ConfigError(f"node config value {value!r} for {key} must not contain '\"'")
+            parts.append(f'{key}="{value}"')
+    return " ".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mmbind-client",
+        description="Join an mmbind deployment as a node holding some modalities.",
+    )
+    p.add_argument("--version", action="version", version=f"mmbind {__version__}")
+    p.add_argument("--modalities", required=True, help="what this node holds, e.g. acc,gyro")
+    p.add_argument("--superlink", required=True, help="HOST:PORT of the coordinator's SuperLink")
+    p.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
+    p.add_argument("--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/")
+    p.add_argument("--subjects", default="", help="subjects whose recordings this node holds")
+    p.add_argument("--labelled", action="store_true", help="its labels may train the classifier")
+    p.add_argument("--test", action="store_true", help="an evaluation-only node (held-out data)")
+    p.add_argument("--name", default="", help="a name for reports (default: from modalities)")
+    p.add_argument(
+        "--paired-data", action="store_true",
+        help="allow the upper-bound baseline to use every modality of this node's files",
+    )  # fmt: skip
+    p.add_argument("--port", type=int, default=0, help="local ClientApp API port (0 = any free)")
+    p.add_argument("--max-retries", type=int, default=None, help="reconnect attempts (default ∞)")
+    p.add_argument("--check", action="store_true", help="validate arguments and data, then exit")
+    p.add_argument("--log-level", default=None)
+    return p
+
+
+def spec_from_args(args: argparse.Namespace) -> NodeSpec:
+    modalities = parse_modalities(args.modalities)
+    subjects = _subjects(args.subjects)
+    data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else ""
+    name = args.name or ("test-" if args.test else "") + "+".join(modalities)
+    return NodeSpec(
+        modalities=modalities,
+        subjects=subjects,
+        labelled=args.labelled,
+        test=args.test,
+        role=name,
+        paired_data=args.paired_data,
+        dataset=args.dataset,
+        data_dir=data_dir,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = MMBindSettings()
+        logging.basicConfig(
+            level=(args.log_level or settings.log_level).upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        parse_address(args.superlink, "--superlink")
+        spec = spec_from_args(args)
+        # Validate the node's data where it lives, before joining: the same code path
+        # the ClientApp will take for each message.
+        node = build_node(RunConfig(), spec)
+        print(
+            f"mmbind-client: {spec.role}: {len(node.data)} samples of "
+            f"{', '.join(spec.modalities)}"
+            f"{' (labelled)' if spec.labelled else ''}{' (test)' if spec.test else ''}",
+            file=sys.stderr,
+        )
+        if args.check:
+            return 0
+        argv_node = [
+            "flower-supernode",
+            "--insecure",
+            "--superlink", args.superlink,
+            "--port", str(args.port or free_port()),
+            "--node-config", node_config_arg(spec.to_node_config()),
+        ]  # fmt: skip
+        if args.max_retries is not None:
+            argv_node += ["--max-retries", str(args.max_retries)]
+        supernode = ManagedProcess(
+            "flower-supernode", argv_node, env={"FLWR_TELEMETRY_ENABLED": "0"}
+        )
+
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            supernode.stop()
+            sys.exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        code = supernode.proc.wait()
+        supernode.stop()
+        return code
+    except MMBindError as exc:
+        print(f"mmbind-client: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Child processes of the CLIs: start in their own process group, stop them whole.
+
+Flower's SuperLink and SuperNode spawn helpers of their own (SuperExec,
+ServerApp and ClientApp processes); stopping only the direct child would leave
+those behind, so every child gets a session and is signalled as a group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from mmbind.errors import ConfigError, MMBindError
+
+log = logging.getLogger(__name__)
+
+
+def parse_address(address: str, what: str = "address") -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` too); a bad value is a :class:`ConfigError`."""
+    host, sep, port_text = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"invalid {what} {address!r}; expected HOST:PORT, e.g. 127.0.0.1:9093")
+    return host, int(port_text)
+
+
+def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host``."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class ManagedProcess:
+    """A child process in its own session, stopped with its whole process group."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        log_file: Path | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self._log: IO[bytes] | None = open(log_file, "ab") if log_file else None  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env={**os.environ, **(env or {})},
+                stdout=self._log if self._log else None,
+                stderr=subprocess.STDOUT if self._log else None,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise MMBindError(
+                f"cannot start {name}: {self.argv[0]!r} not found; is mmbind installed in "
+                "this environment (pip install -e .)?"
+            ) from None
+        log.info("started %s (pid %d): %s", name, self.proc.pid, " ".join(self.argv))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM the group, then SIGKILL it after ``timeout`` seconds."""
+        if self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.proc.wait(5)
+        else:
+            self._signal(signal.SIGKILL)  # reap helpers it left behind
+        if self._log:
+            self._log.close()
+            self._log = None
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once (a crash, as tests simulate it)."""
+        self._signal(signal.SIGKILL)
+        self.proc.wait(5)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float, *, process: ManagedProcess | None = None
+) -> None:
+    """Block until ``host:port`` accepts connections; an error if it does not in time."""
+    deadline = time.monotonic() + timeout
+    while not port_is_open(host, port):
+        if process is not None and process.poll() is not None:
+            raise MMBindError(
+                f"{process.name} exited with code {process.poll()} "
+                f"before listening on {host}:{port}"
+            )
+        if time.monotonic() > deadline:
+            raise MMBindError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+        time.sleep(0.1)
