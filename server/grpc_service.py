@@ -28,7 +28,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from numpy.typing import NDArray
 
-from mmbind.errors import ConfigError, MMBindError, ShapeError
+from mmbind.errors import ConfigError, MMBindError, ShapeError, UnknownNodeError
 from mmbind.protos.v1 import binding_pb2 as pb
 from mmbind.protos.v1 import binding_pb2_grpc as pb_grpc
 from mmbind.server import serde
@@ -238,9 +238,12 @@ class BindingServicer(pb_grpc.BindingServiceServicer):
         if by not in BY_CHOICES:
             raise ConfigError(f"unknown binding {by!r}; expected one of {', '.join(BY_CHOICES)}")
         requests = [serde.bind_request_from_proto(r) for r in request.requests]
+        known = self.store.manifests(svc.run_id)
         for r in requests:
             for node_id in (r.node_id, *r.partners):
-                svc.node(node_id)  # UnknownNodeError (NOT_FOUND) names the run's nodes
+                if node_id not in known:  # NOT_FOUND, not a missing upload (UNAVAILABLE)
+                    names = ", ".join(str(n) for n in sorted(known)) or "none"
+                    raise UnknownNodeError(f"unknown node {node_id}; nodes of this run: {names}")
         results = svc.bind(requests, by=by, seed=int(request.seed))
         self.store.incr(svc.run_id, "bind_calls")
         self.store.incr(svc.run_id, "bindings", sum(len(b.bindings) for b in results))

@@ -14,8 +14,6 @@ from mmbind.server import redis_store as redis_store_module
 from mmbind.server.binding_service import NodeManifest
 from mmbind.server.redis_store import RedisBindingStore, redact_url
 
-pytestmark = pytest.mark.integration
-
 
 def closed_port() -> int:
     with socket.socket() as s:
@@ -28,6 +26,7 @@ def _manifest(node_id: int) -> dict[str, object]:
     return NodeManifest(node_id, "A", ("acc",), 4, False, True, 3).to_dict()
 
 
+@pytest.mark.integration
 def test_keys_are_namespaced_and_transient_state_expires(
     redis_store: RedisBindingStore, redis_client: redis.Redis
 ) -> None:
@@ -52,6 +51,7 @@ def test_keys_are_namespaced_and_transient_state_expires(
         assert store.ttl_seconds < redis_client.ttl(key) <= store.checkpoint_ttl_seconds, key
 
 
+@pytest.mark.integration
 def test_large_arrays_span_segments(
     redis_store: RedisBindingStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,12 +64,14 @@ def test_large_arrays_span_segments(
     np.testing.assert_array_equal(back["b"], np.arange(3))
 
 
+@pytest.mark.integration
 def test_unsupported_dtype_is_refused_before_writing(redis_store: RedisBindingStore) -> None:
     redis_store.put_manifest("r", 1, _manifest(1))
     with pytest.raises(ShapeError, match="unsupported dtype"):
         redis_store.put_arrays("r", 1, "x", {"s": np.array(["text"])})
 
 
+@pytest.mark.integration
 def test_inconsistent_arrays_are_a_store_error(
     redis_store: RedisBindingStore, redis_client: redis.Redis
 ) -> None:

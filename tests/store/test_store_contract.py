@@ -28,7 +28,7 @@ def test_manifests_round_trip_and_replace(store: BindingStore, run_id: str) -> N
 def test_arrays_round_trip_every_dtype(store: BindingStore, run_id: str) -> None:
     store.put_manifest(run_id, 3, manifest(3))
     rng = np.random.default_rng(0)
-    arrays = {
+    arrays: dict[str, np.ndarray[Any, Any]] = {
         "f16": rng.standard_normal((7, 5)).astype(np.float16),
         "f32": rng.standard_normal((10, 4)).astype(np.float32),
         "f64": rng.standard_normal(3),
