@@ -248,41 +248,38 @@ def _rows_top1(tile: NDArray[np.float32], state: _TopKState, r0: int, c0: int) -
         state.idx[r0 : r0 + tile.shape[0], 0][upd] = am[upd] + c0
 
 
-def _cols_argmax(tile: NDArray[np.float32], cols: NDArray[np.intp]) -> NDArray[np.intp]:
-    """First row of the maximum of each column in ``cols`` (two-level, no transposed copy)."""
+def _cols_top1(tile: NDArray[np.float32], state: _TopKState, r0: int, c0: int) -> None:
+    """Update the top-1 of key columns ``c0:c0+tile.shape[1]`` with rows starting at ``r0``.
+
+    One pass over the tile: the maxima of chunks of ``_COL_CHUNK`` rows (a contiguous vertical
+    reduction), from which the column maxima follow; only for the columns that improve is the
+    first row of the maximum found, inside its chunk (a small gather), never by a transposed copy.
+    """
     nr, nc = tile.shape
     r = _COL_CHUNK
     nchunk = nr // r
     head = nchunk * r
-    if nchunk == 0:
-        return np.asarray(tile[:, cols].argmax(axis=0), np.intp)
-    chunk_max = tile[:head].reshape(nchunk, r, nc).max(axis=1)[:, cols]  # (nchunk, ncols)
+    parts = []
+    if nchunk:
+        parts.append(tile[:head].reshape(nchunk, r, nc).max(axis=1))
     if head < nr:
-        tail_max = tile[head:, cols].max(axis=0)
-        chunk_max = np.concatenate([chunk_max, tail_max[None, :]], axis=0)
-    best_chunk = chunk_max.argmax(axis=0)  # first chunk holding the column maximum
-    flat = tile.reshape(-1)
-    in_head = best_chunk < nchunk
-    rows = np.empty(cols.size, np.intp)
-    if in_head.any():
-        c = cols[in_head]
-        base = best_chunk[in_head] * (r * nc) + c
-        g = np.take(flat, base[:, None] + np.arange(0, r * nc, nc)[None, :])  # (n, r)
-        rows[in_head] = best_chunk[in_head] * r + g.argmax(axis=1)
-    if not in_head.all():
-        c = cols[~in_head]
-        rows[~in_head] = head + tile[head:, c].argmax(axis=0)
-    return rows
-
-
-def _cols_top1(tile: NDArray[np.float32], state: _TopKState, r0: int, c0: int) -> None:
-    """Update the top-1 of key columns ``c0:c0+tile.shape[1]`` with rows starting at ``r0``."""
-    cmax = tile.max(axis=0)
-    best = state.val[c0 : c0 + tile.shape[1], 0]
+        parts.append(tile[head:].max(axis=0)[None, :])
+    chunk_max = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    cmax = chunk_max.max(axis=0)
+    best = state.val[c0 : c0 + nc, 0]
     upd = np.flatnonzero(cmax > best)  # strict: rows seen earlier have lower indices
     if upd.size == 0:
         return
-    rows = _cols_argmax(tile, upd)
+    best_chunk = chunk_max[:, upd].argmax(axis=0)  # first chunk holding the column maximum
+    rows = np.empty(upd.size, np.intp)
+    in_head = best_chunk < nchunk
+    if in_head.any():
+        c = upd[in_head]
+        base = best_chunk[in_head] * (r * nc) + c
+        g = np.take(tile.reshape(-1), base[:, None] + np.arange(0, r * nc, nc)[None, :])
+        rows[in_head] = best_chunk[in_head] * r + g.argmax(axis=1)
+    if not in_head.all():
+        rows[~in_head] = head + tile[head:, upd[~in_head]].argmax(axis=0)
     best[upd] = cmax[upd]
     state.idx[c0 + upd, 0] = rows + r0
 
@@ -404,9 +401,10 @@ def _search(
     # any row a worker then meets key blocks in increasing order, and for any column increasing
     # query blocks, so the strict "better than" tests keep the lowest index among equal
     # similarities; partial results of different workers are merged under the same total order.
-    if both:
-        # key-major: a key block's columns usually live in one worker, so the (costly) first
-        # column argmax of a key block happens about once, not once per worker
+    if both or keys.dtype != np.float32:
+        # key-major: a key block's columns usually live in one worker, so the first column
+        # argmax of a key block (all columns improve) happens about once, not once per worker,
+        # and a float16 key block is converted once per item, not once per query block
         n_kc = min(nkb, 4 * workers)
         n_qc = 1 if n_kc >= 2 * workers else min(nqb, -(-2 * workers // n_kc))
         k_edges, q_edges = _edges(nkb, n_kc), _edges(nqb, n_qc)
@@ -436,12 +434,12 @@ def _search(
             if item is None:
                 return rows, cols
             qb0, qb1, kb0, kb1 = item
-            for i in range(qb0, qb1):
-                r0 = i * block_q
-                qi = _f32(q[r0 : r0 + block_q])
-                for j in range(kb0, kb1):
-                    c0 = j * block_k
-                    kj = _f32(keys[c0 : c0 + block_k])
+            for j in range(kb0, kb1):
+                c0 = j * block_k
+                kj = _f32(keys[c0 : c0 + block_k])
+                for i in range(qb0, qb1):
+                    r0 = i * block_q
+                    qi = _f32(q[r0 : r0 + block_q])
                     tile = buf[: qi.shape[0], : kj.shape[0]]
                     np.matmul(qi, kj.T, out=tile)
                     if k == 1:
