@@ -115,7 +115,8 @@ def run_deployment(
     output: Path,
     resume: str = "",
     progress: Progress | None = None,
-    timeout: float = 3600.0,
+    timeout: float = 6 * 3600.0,
+    reconnect_seconds: float = 20.0,
 ) -> dict[str, Any]:
     """Submit the pipeline, follow its progress, write and return results.json's document."""
     from mmbind.server.remote import RemoteBindingStore, wait_until_ready
@@ -144,10 +145,13 @@ def run_deployment(
     log.info("run %s submitted (Flower run %s)", run_id, flower_run)
     print(f"mmbind run: run id {run_id} (Flower run {flower_run})", file=sys.stderr)
     error = ""
+    ended = False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    lost_since: float | None = None
+    while not ended and time.monotonic() < deadline:
         try:
             for event in store.watch_events(run_id, last_seq, follow=True):
+                lost_since = None
                 last_seq = event.seq
                 data = event.data
                 if data.get("kind") == "progress" and progress is not None:
@@ -161,14 +165,16 @@ def run_deployment(
                 elif data.get("kind") == "error":
                     error = str(data.get("message", ""))
                 elif event.kind == END_EVENT:
+                    ended = True
                     break
-            else:
-                time.sleep(0.5)
-                continue
-            break
-        except StoreError as exc:  # the coordinator restarted: keep following
-            log.warning("event stream broke (%s); retrying", exc)
-            time.sleep(2.0)
+        except StoreError as exc:
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > reconnect_seconds:
+                raise FederationError(
+                    f"lost the coordinator at {binding_service} ({exc}); once it is back, "
+                    f"resume with `mmbind run --superlink {superlink} --resume {run_id}`"
+                ) from None
+            time.sleep(1.0)
     results = store.results(run_id)
     if results is None:
         hint = f": {error}" if error else ""

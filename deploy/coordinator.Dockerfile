@@ -1,0 +1,21 @@
+# The coordinator: Flower SuperLink + mmbind BindingService (mmbind-server).
+# The SuperLink spawns the ServerApp in-process tree, so the image carries mmbind and torch.
+FROM flwr/superlink:1.42.0
+
+USER root
+WORKDIR /opt/mmbind
+COPY pyproject.toml README.md ./
+COPY mmbind ./mmbind
+COPY binding ./binding
+COPY client ./client
+COPY server ./server
+COPY protos ./protos
+# torch is pinned to 2.13.0; point TORCH_INDEX_URL at a CPU-only wheel index for a small image.
+ARG TORCH_INDEX_URL=""
+RUN python -m pip install --no-cache-dir ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.13.0 \
+ && python -m pip install --no-cache-dir .
+USER app
+ENV FLWR_TELEMETRY_ENABLED=0
+EXPOSE 9093 9094
+ENTRYPOINT ["mmbind-server"]
+CMD ["--host", "0.0.0.0", "--port", "9093"]

@@ -1,0 +1,182 @@
+"""A deployment as real processes on loopback: redis, mmbind-server, mmbind-client nodes."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mmbind.processes import ManagedProcess, free_port, port_is_open, wait_for_port
+
+REDIS_URL = os.environ.get("MMBIND_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+BIN = Path(sys.executable).parent
+
+# Small settings: every phase runs, each with few messages (a message costs seconds here).
+TINY = {
+    "pretrain-rounds": 1, "pretrain-epochs": 2, "align-rounds": 2, "align-epochs": 1,
+    "refresh-every": 1, "finetune-epochs": 5, "synthetic-trials": 3,
+}  # fmt: skip
+NODES = [
+    ("A", "acc,skeleton", "1,2", ()),
+    ("B", "acc,gyro", "3,4", ()),
+    ("C", "skeleton,gyro", "5,6", ("--labelled",)),
+    ("test", "skeleton,gyro", "7,8", ("--test",)),
+]
+
+
+def redis_answers() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping())
+    except Exception:
+        return False
+
+
+class Relay:
+    """A TCP relay that records every byte nodes and the SuperLink exchange."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.captured = bytearray()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.server.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                conn.close()
+                continue
+            threading.Thread(target=self._pump, args=(conn, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        sockets = [a, b]
+        try:
+            while not self._stop.is_set():
+                ready, _, _ = select.select(sockets, [], [], 0.2)
+                for s in ready:
+                    data = s.recv(1 << 16)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+                    with self._lock:
+                        self.captured += data
+        except OSError:
+            return
+        finally:
+            a.close()
+            b.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.close()
+
+
+class Deployment:
+    """mmbind-server and mmbind-client processes for one test, stopped at the end."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.binding_port = free_port()
+        self.server: ManagedProcess | None = None
+        self.nodes: dict[str, ManagedProcess] = {}
+        self.relay: Relay | None = None
+        self.env = {"FLWR_TELEMETRY_ENABLED": "0", "MMBIND_LOG_LEVEL": "WARNING"}
+
+    @property
+    def superlink(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start_server(self) -> None:
+        self.server = ManagedProcess(
+            "mmbind-server",
+            [
+                str(BIN / "mmbind-server"), "--port", str(self.port),
+                "--binding-port", str(self.binding_port), "--redis-url", REDIS_URL,
+                "--log-dir", str(self.tmp),
+            ],
+            env=self.env, log_file=self.tmp / "server.log",
+        )  # fmt: skip
+        wait_for_port("127.0.0.1", self.port, 60, process=self.server)
+        wait_for_port("127.0.0.1", self.binding_port, 30, process=self.server)
+
+    def stop_server(self, *, crash: bool) -> None:
+        if self.server is not None:
+            if crash:
+                self.server.kill()
+            else:
+                self.server.stop()
+            self.server = None
+        deadline = time.monotonic() + 10
+        while port_is_open("127.0.0.1", self.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def start_nodes(self, *, relay: bool = False) -> None:
+        target = self.superlink
+        if relay:
+            self.relay = Relay(("127.0.0.1", self.port))
+            target = f"127.0.0.1:{self.relay.port}"
+        for name, modalities, subjects, extra in NODES:
+            self.nodes[name] = ManagedProcess(
+                f"node {name}",
+                [
+                    str(BIN / "mmbind-client"), "--superlink", target, "--name", name,
+                    "--modalities", modalities, "--subjects", subjects, *extra,
+                ],
+                env=self.env, log_file=self.tmp / f"node-{name}.log",
+            )  # fmt: skip
+
+    def run(self, *args: str, output: Path) -> subprocess.Popen[str]:
+        cmd = [
+            str(BIN / "mmbind"), "run", "--superlink", self.superlink,
+            "--binding-service", f"127.0.0.1:{self.binding_port}", "--output", str(output),
+            "--min-nodes", str(len(NODES)), "--quiet", *args,
+        ]  # fmt: skip
+        for key, value in TINY.items():
+            cmd += ["-c", f"{key}={value}"]
+        return subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **self.env},
+        )  # fmt: skip
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            node.stop(5)
+        self.stop_server(crash=False)
+        if self.relay is not None:
+            self.relay.close()
+
+
+def run_id_of(proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    """Read ``mmbind run: run id X`` from a running ``mmbind run``'s stderr."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        match = re.search(r"run id (\w+)", line)
+        if match:
+            return match.group(1)
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError(f"mmbind run printed no run id: {seen[-2000:]}")

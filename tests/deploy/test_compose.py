@@ -1,0 +1,44 @@
+"""docker-compose.yml: valid syntax and the topology the README promises.
+
+No Docker engine runs on CI machines; the file is checked with Debian's
+docker-compose ``config`` (which parses and validates without an engine), and
+the same topology runs as processes in ``test_deployment.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_compose_file_is_valid() -> None:
+    proc = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_topology() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert {"redis", "coordinator", "runner"} <= set(services)
+    assert services["coordinator"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["redis"]
+    nodes = {k: v for k, v in services.items() if k.startswith("node-")}
+    subsets = set()
+    for node in nodes.values():
+        args = node["command"]
+        subsets.add(args[args.index("--modalities") + 1])
+        assert any("/data:ro" in v for v in node["volumes"])
+    assert {"acc,skeleton", "acc,gyro", "skeleton,gyro"} <= subsets
+    for dockerfile in ("coordinator", "node", "runner"):
+        text = (ROOT / "deploy" / f"{dockerfile}.Dockerfile").read_text()
+        assert text.startswith("#") and "FROM flwr/" in text and ":1.42.0" in text
