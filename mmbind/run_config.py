@@ -61,7 +61,9 @@ class RunConfig(BaseModel):
     output: str = ""
     run_id: str = Field("", description="store namespace of the run; empty = Flower's run id")
     resume: bool = Field(False, description="continue run-id from its last checkpoint")
-    binding_service: str = Field("", description="HOST:PORT of the BindingService; empty = embedded")
+    binding_service: str = Field(
+        "", description="HOST:PORT of the BindingService; empty = embedded"
+    )
     reply_timeout: float = Field(0.0, ge=0, description="seconds to wait for a node; 0 = forever")
     min_nodes: int = Field(1, ge=1, description="nodes to wait for before phase 1")
     wait_seconds: float = Field(120.0, gt=0, description="how long to wait for min-nodes")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mmbind.client.data.dataset import MultimodalDataset
 
+from mmbind.client.data.dataset import MultimodalDataset
 from mmbind.errors import ConfigError, DataError, UnknownModalityError
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mmbind.client.data.normalization import (
     STD_EPSILON,
     ChannelMoments,
@@ -13,7 +14,6 @@ from mmbind.client.data.normalization import (
     normalize,
 )
 from mmbind.client.data.synthetic import make_synthetic
-
 from mmbind.errors import ConfigError, DataError, ShapeError
 
 

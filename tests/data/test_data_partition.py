@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mmbind.client.data.partition import (
     PAPER_ROLES,
     ROLE_A,
@@ -17,7 +18,6 @@ from mmbind.client.data.partition import (
     role_by_name,
 )
 from mmbind.client.data.synthetic import make_synthetic
-
 from mmbind.errors import ConfigError, DataError
 
 

@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 import pytest
+
 from mmbind.client.data.dataset import MultimodalDataset
 from mmbind.client.data.normalization import dataset_moments, normalize
 from mmbind.client.data.synthetic import make_synthetic
-
 from mmbind.errors import ConfigError, UnknownModalityError
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+
 from mmbind.client.data.utd_mhad import (
     UTD_MHAD_ACTIONS,
     clear_utd_mhad_cache,
     load_utd_mhad,
 )
-
 from mmbind.errors import ConfigError, DataError
 
 UTD_DIR = Path(
