@@ -21,6 +21,14 @@ __all__ = ["SensorEncoder", "check_window_batch", "count_parameters"]
 _GROUPS = 8
 _LONG_WINDOW = 80  # windows at least this long get a strided first convolution
 
+#: Default architecture (``"gru"``: conv + GRU as the paper; ``"conv"``: temporal convolutions
+#: and pooling) and normalisation (``"group"`` or ``"batch"``) of every ``SensorEncoder`` built
+#: without explicit ``arch``/``norm``. Module-level so that every node and the coordinator,
+#: which build encoders as ``SensorEncoder(modality, embed_dim)``, agree.
+DEFAULT_ARCH = "gru"
+DEFAULT_NORM = "group"
+DEFAULT_HIDDEN = 64
+
 
 def _check_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -81,32 +89,58 @@ class SensorEncoder(nn.Module):
         multiple of 8.
     """
 
-    def __init__(self, modality: str, embed_dim: int = 128, hidden: int = 64) -> None:
+    def __init__(
+        self,
+        modality: str,
+        embed_dim: int = 128,
+        hidden: int | None = None,
+        *,
+        arch: str | None = None,
+        norm: str | None = None,
+    ) -> None:
         super().__init__()
         spec = get_modality(modality)
+        hidden = DEFAULT_HIDDEN if hidden is None else hidden
+        arch = DEFAULT_ARCH if arch is None else arch
+        norm = DEFAULT_NORM if norm is None else norm
         _check_positive_int("embed_dim", embed_dim)
         _check_positive_int("hidden", hidden)
         if hidden % _GROUPS:
             raise ConfigError(f"hidden must be a multiple of {_GROUPS}; got {hidden}")
+        if arch not in ("gru", "conv"):
+            raise ConfigError(f"arch must be 'gru' or 'conv'; got {arch!r}")
+        if norm not in ("group", "batch"):
+            raise ConfigError(f"norm must be 'group' or 'batch'; got {norm!r}")
         self.modality: str = spec.name
         self.window: int = spec.window
         self.channels: int = spec.channels
         self.embed_dim: int = embed_dim
         self.hidden: int = hidden
+        self.arch: str = arch
+        self.norm: str = norm
+
+        def block(c_in: int, c_out: int, k: int, stride: int) -> list[nn.Module]:
+            layer = nn.GroupNorm(_GROUPS, c_out) if norm == "group" else nn.BatchNorm1d(c_out)
+            return [nn.Conv1d(c_in, c_out, k, stride=stride, padding=k // 2), layer, nn.ReLU()]
+
         first_stride = 2 if spec.window >= _LONG_WINDOW else 1
-        self.conv = nn.Sequential(
-            nn.Conv1d(spec.channels, hidden, kernel_size=5, stride=first_stride, padding=2),
-            nn.GroupNorm(_GROUPS, hidden),
-            nn.ReLU(),
-            nn.Conv1d(hidden, hidden, kernel_size=5, stride=2, padding=2),
-            nn.GroupNorm(_GROUPS, hidden),
-            nn.ReLU(),
-            nn.Conv1d(hidden, hidden, kernel_size=3, stride=2, padding=1),
-            nn.GroupNorm(_GROUPS, hidden),
-            nn.ReLU(),
-        )
-        self.gru = nn.GRU(hidden, hidden, batch_first=True)
-        self.out = nn.Linear(hidden, embed_dim)
+        if arch == "gru":
+            self.conv = nn.Sequential(
+                *block(spec.channels, hidden, 5, first_stride),
+                *block(hidden, hidden, 5, 2),
+                *block(hidden, hidden, 3, 2),
+            )
+            self.gru: nn.GRU | None = nn.GRU(hidden, hidden, batch_first=True)
+            self.out = nn.Linear(hidden, embed_dim)
+        else:
+            self.conv = nn.Sequential(
+                *block(spec.channels, hidden, 5, 1),
+                *block(hidden, hidden, 5, first_stride),
+                *block(hidden, hidden, 5, 2),
+                *block(hidden, hidden, 3, 1),
+            )
+            self.gru = None
+            self.out = nn.Linear(2 * hidden, embed_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """Embed a batch of windows.
@@ -128,9 +162,13 @@ class SensorEncoder(nn.Module):
             If ``x`` holds NaN or infinite values.
         """
         check_window_batch(x, self.modality, self.window, self.channels)
-        h = self.conv(x.transpose(1, 2))  # (B, hidden, T'), T' = 15 (IMU) or 10 (skeleton)
-        _, last = self.gru(h.transpose(1, 2).contiguous())  # last: (1, B, hidden)
-        out: Tensor = self.out(last[-1])
+        h = self.conv(x.transpose(1, 2))  # (B, hidden, T')
+        if self.gru is not None:
+            _, last = self.gru(h.transpose(1, 2).contiguous())  # last: (1, B, hidden)
+            out: Tensor = self.out(last[-1])
+            return out
+        pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+        out = self.out(pooled)
         return out
 
 

@@ -27,6 +27,7 @@ from mmbind.errors import ConfigError, DataError, ShapeError
 
 __all__ = [
     "align",
+    "augment_windows",
     "classification_metrics",
     "embed_all",
     "finetune",
@@ -55,8 +56,35 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Te
     yield from torch.split(order, batch_size)
 
 
+def augment_windows(x: Tensor, strength: float, generator: torch.Generator) -> Tensor:
+    """Random per-sample, per-channel scaling and additive jitter of standardised windows.
+
+    ``x * (1 + 0.2 s e1) + 0.1 s e2`` with ``e1 ~ N(0, 1)`` per (sample, channel) and
+    ``e2 ~ N(0, 1)`` per element, ``s = strength``; ``strength == 0`` returns ``x`` itself.
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, T, C)
+    strength : float, >= 0
+    generator : torch.Generator
+    """
+    if strength <= 0:
+        return x
+    b, _, c = x.shape
+    scale = 1.0 + 0.2 * strength * torch.randn(b, 1, c, generator=generator)
+    noise = 0.1 * strength * torch.randn(x.shape, generator=generator)
+    return x * scale + noise
+
+
 def pretrain_autoencoder(
-    ae: Autoencoder, windows: Tensor, *, epochs: int, batch_size: int, lr: float, seed: int
+    ae: Autoencoder,
+    windows: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    weight_decay: float = 0.0,
 ) -> float:
     """Train an autoencoder on unlabelled windows with MSE reconstruction (Adam).
 
@@ -68,6 +96,8 @@ def pretrain_autoencoder(
     lr : float
     seed : int
         Seeds the batch order.
+    weight_decay : float
+        Adam's L2 penalty.
 
     Returns
     -------
@@ -87,7 +117,7 @@ def pretrain_autoencoder(
             f"windows must be a non-empty (N, T, C) tensor; got {tuple(windows.shape)}"
         )
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(ae.parameters(), lr=lr)
+    opt = torch.optim.Adam(ae.parameters(), lr=lr, weight_decay=weight_decay)
     ae.train()
     last = 0.0
     for _ in range(epochs):
@@ -114,6 +144,8 @@ def align(
     temperature: float,
     seed: int,
     partner_present: Mapping[str, Tensor] | None = None,
+    weight_decay: float = 0.01,
+    augment: float = 0.0,
 ) -> float:
     """Weighted contrastive alignment of a node's pseudo-complete tuples (AdamW).
 
@@ -138,6 +170,10 @@ def align(
     partner_present : mapping of modality to BoolTensor (N,), optional
         Which rows of ``partner[v]`` exist (e.g. samples a binding left out); the rows marked
         False are masked and may hold any value, NaN included. Default: all rows exist.
+    weight_decay : float
+        AdamW's decoupled weight decay.
+    augment : float
+        Strength of :func:`augment_windows` applied to the own windows of every batch.
 
     Returns
     -------
@@ -199,7 +235,7 @@ def align(
     gen = torch.Generator().manual_seed(seed)
     modules = [mod for m in own for mod in (model.encoders[m], model.heads[m])]
     params = [p for mod in modules for p in mod.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     model.train()
     last = 0.0
     for _ in range(epochs):
@@ -210,7 +246,7 @@ def align(
             present = torch.zeros(b, len(model.modalities), dtype=torch.bool)
             for v, m in enumerate(model.modalities):
                 if m in own:
-                    views.append(model.embed(m, own[m][idx]))
+                    views.append(model.embed(m, augment_windows(own[m][idx], augment, gen)))
                     present[:, v] = True
                 elif m in fixed:
                     views.append(fixed[m][idx])
@@ -236,6 +272,9 @@ def finetune(
     lr: float,
     seed: int,
     freeze_encoders: bool = False,
+    weight_decay: float = 0.01,
+    augment: float = 0.0,
+    encoder_lr_scale: float = 1.0,
 ) -> float:
     """Supervised fine-tuning with cross-entropy (AdamW).
 
@@ -252,6 +291,12 @@ def finetune(
     freeze_encoders : bool
         Train only the classifier (linear-probe style); encoder features are then computed
         without gradients.
+    weight_decay : float
+        AdamW's decoupled weight decay.
+    augment : float
+        Strength of :func:`augment_windows` applied to every batch.
+    encoder_lr_scale : float
+        The encoders' learning rate is ``lr * encoder_lr_scale`` (the classifier's is ``lr``).
 
     Returns
     -------
@@ -278,19 +323,17 @@ def finetune(
         raise ShapeError("finetune needs at least one sample")
     y_all = labels.long()
     gen = torch.Generator().manual_seed(seed)
-    if freeze_encoders:
-        params = list(model.classifier.parameters())
-    else:
-        params = [*model.classifier.parameters()]
-        for m in inputs:
-            params += list(model.encoders[m].parameters())
-    opt = torch.optim.AdamW(params, lr=lr)
+    groups: list[dict[str, object]] = [{"params": list(model.classifier.parameters()), "lr": lr}]
+    if not freeze_encoders:
+        enc = [p for m in inputs for p in model.encoders[m].parameters()]
+        groups.append({"params": enc, "lr": lr * encoder_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)  # type: ignore[arg-type]
     model.train()
     last = 0.0
     for _ in range(epochs):
         total = 0.0
         for idx in _batches(n, batch_size, gen):
-            batch = {m: x[idx] for m, x in inputs.items()}
+            batch = {m: augment_windows(x[idx], augment, gen) for m, x in inputs.items()}
             if freeze_encoders:
                 with torch.no_grad():
                     feats = model.features(batch)

@@ -177,7 +177,7 @@ class LocalNode:
             ae.load_state_dict(states[m])
             x = self.tensor(m, oracle=oracle)
             loss = pretrain_autoencoder(
-                ae, x, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate, seed=seed
+                ae, x, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.pretrain_lr, seed=seed
             )
             out[m] = ae.state_dict()
             metrics[f"{m}.loss"] = float(loss)
@@ -248,10 +248,12 @@ class LocalNode:
                 w,
                 epochs=epochs,
                 batch_size=cfg.batch_size,
-                lr=cfg.learning_rate,
+                lr=cfg.align_lr,
                 temperature=cfg.temperature,
                 seed=seed,
                 partner_present=present,
+                weight_decay=cfg.weight_decay,
+                augment=cfg.align_augment,
             )
         )
 
@@ -288,8 +290,12 @@ class LocalNode:
                 labels,
                 epochs=epochs,
                 batch_size=cfg.batch_size,
-                lr=cfg.learning_rate,
+                lr=cfg.finetune_lr,
                 seed=seed,
+                freeze_encoders=cfg.encoder_lr_scale == 0,
+                weight_decay=cfg.weight_decay,
+                augment=cfg.finetune_augment,
+                encoder_lr_scale=cfg.encoder_lr_scale,
             )
         )
 
