@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from mmbind import __version__
 from mmbind.client.local_data import NodeSpec, build_node
 from mmbind.errors import ConfigError, MMBindError
 from mmbind.modalities import parse_modalities
-from mmbind.processes import ManagedProcess, free_port, parse_address
+from mmbind.processes import free_port, parse_address
 from mmbind.run_config import RunConfig
 from mmbind.settings import MMBindSettings
 
@@ -46,6 +46,11 @@ def node_config_arg(config: dict[str, str | bool]) -> str:
                 raise ConfigError(f"node config value {value!r} for {key} must not contain '\"'")
             parts.append(f'{key}="{value}"')
     return " ".join(parts)
+
+
+def _bin_path() -> str:
+    """This interpreter's scripts folder first, so the matching flwr is found."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,19 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]  # fmt: skip
         if args.max_retries is not None:
             argv_node += ["--max-retries", str(args.max_retries)]
-        supernode = ManagedProcess(
-            "flower-supernode", argv_node, env={"FLWR_TELEMETRY_ENABLED": "0"}
-        )
-
-        def forward(signum: int, _frame: FrameType | None) -> None:
-            supernode.stop()
-            sys.exit(128 + signum)
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        code = supernode.proc.wait()
-        supernode.stop()
-        return code
+        # Become the SuperNode (exec): signals, exit code and process group are then
+        # the node's own, as if flower-supernode had been started directly.
+        sys.stderr.flush()
+        env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+        executable = shutil.which("flower-supernode", path=_bin_path())
+        if executable is None:
+            raise MMBindError("flower-supernode not found; is flwr installed in this environment?")
+        os.execve(executable, argv_node, env)
     except MMBindError as exc:
         print(f"mmbind-client: error: {exc}", file=sys.stderr)
         return exc.exit_code

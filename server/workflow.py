@@ -174,10 +174,16 @@ class Workflow:
         for node_id, content in contents.items():
             self._traffic[node_id][1] += _content_bytes(content)
         replies = list(self.grid.send_and_receive(messages, timeout=self.timeout))
+        # Errors for a lost node come from the SuperLink itself: map every reply back to
+        # the node it answers through the message it replies to.
+        sent: dict[str, int] = {}
+        for m in messages:
+            sent[m.metadata.message_id] = m.metadata.dst_node_id
+            sent[m.object_id] = m.metadata.dst_node_id
         out: dict[int, RecordDict] = {}
         failed: dict[int, str] = {}
         for reply in replies:
-            src = reply.metadata.src_node_id
+            src = sent.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
             if reply.has_error():
                 failed[src] = reply.error.reason or f"error code {reply.error.code}"
             else:
@@ -197,6 +203,8 @@ class Workflow:
         return out
 
     def _drop(self, node_id: int, message_type: str, reason: str) -> None:
+        if node_id in self._dropped:
+            return
         self._dropped[node_id] = reason
         node = self._nodes.get(node_id)
         record = {
