@@ -48,7 +48,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ManagedProcess:
-    """A child process in its own session, stopped with its whole process group."""
+    """A child process, by default in its own session and stopped with its whole group.
+
+    With ``new_session=False`` the child stays in the caller's process group, so a
+    signal to that group (a crash of the whole coordinator, say) reaches it too.
+    """
 
     def __init__(
         self,
@@ -58,8 +62,10 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         log_file: Path | None = None,
         cwd: Path | None = None,
+        new_session: bool = True,
     ) -> None:
         self.name = name
+        self.new_session = new_session
         self.argv = list(argv)
         self._log: IO[bytes] | None = open(log_file, "ab") if log_file else None  # noqa: SIM115
         try:
@@ -69,7 +75,7 @@ class ManagedProcess:
                 stdout=self._log if self._log else None,
                 stderr=subprocess.STDOUT if self._log else None,
                 cwd=cwd,
-                start_new_session=True,
+                start_new_session=new_session,
             )
         except FileNotFoundError:
             raise MMBindError(
@@ -108,7 +114,10 @@ class ManagedProcess:
 
     def _signal(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
+            if self.new_session:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
 
 
 def wait_for_port(

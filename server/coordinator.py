@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
             env={"FLWR_TELEMETRY_ENABLED": "0"},
             log_file=log_file,
+            new_session=False,  # dies with mmbind-server's process group
         )  # fmt: skip
         wait_for_port(args.host, args.port, 60, process=superlink)
         print(
