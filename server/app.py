@@ -77,6 +77,8 @@ def make_server_app(
             )
             results["run_id"] = run_id
             results["dropouts"] = result.dropouts
+            if result.skipped:
+                results["skipped"] = result.skipped
             results["traffic"] = result.traffic
             if result.resumed_from:
                 results["resumed_from"] = result.resumed_from

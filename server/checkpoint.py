@@ -39,6 +39,8 @@ class Checkpoint:
     dropouts: list[dict[str, Any]] = field(default_factory=list)
     node_names: dict[str, str] = field(default_factory=dict)
     """Node id (as a string) to node name, as of the run that wrote the checkpoint."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The run config (Flower form) the run started with; a resumed run keeps it."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--redis-url", default=None, help="Redis for the binding state, e.g. redis://h:6379/0"
     )
+    p.add_argument(
+        "--state-dir",
+        default="",
+        help="folder for the SuperLink's database, so nodes survive a coordinator restart "
+        "(default: ~/.cache/mmbind/coordinator-PORT)",
+    )
     p.add_argument("--log-dir", default="", help="folder for the SuperLink's log (default: stderr)")
     p.add_argument("--log-level", default=None)
     return p
@@ -76,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mmbind.server.grpc_service import serve
 
         server = serve(args.host, binding_port, store)
+        state_dir = Path(
+            args.state_dir or Path.home() / ".cache" / "mmbind" / f"coordinator-{args.port}"
+        )
+        state_dir.mkdir(parents=True, exist_ok=True)
         log_file = Path(args.log_dir) / "superlink.log" if args.log_dir else None
         if log_file:
             log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "flower-superlink", "--insecure",
                 "--host", args.host, "--port", str(args.port),
                 "--disable-runtime-dependency-installation",
+                # Registered nodes outlive a restart: they keep their ids and reconnect.
+                "--database", str(state_dir / "superlink.db"),
             ],
             env={"FLWR_TELEMETRY_ENABLED": "0"},
             log_file=log_file,

@@ -126,11 +126,15 @@ def run_deployment(
     wait_until_ready(binding_service, timeout=30)
     store = RemoteBindingStore(binding_service)
     run_id = resume or uuid.uuid4().hex[:12]
-    if resume and store.checkpoint(run_id) is None:
-        raise ConfigError(
-            f"run {resume!r} has no checkpoint at {binding_service}; known runs: "
-            f"{', '.join(store.runs()) or 'none'}"
-        )
+    if resume:
+        checkpoint = store.checkpoint(run_id)
+        if checkpoint is None:
+            raise ConfigError(
+                f"run {resume!r} has no checkpoint at {binding_service}; known runs: "
+                f"{', '.join(store.runs()) or 'none'}"
+            )
+        # A resumed run goes on with the configuration it started with.
+        config = RunConfig.from_flower({**config.to_flower(), **checkpoint.get("config", {})})
     overrides = {
         **config.to_flower(),
         "run-id": run_id,

@@ -95,6 +95,7 @@ class RunResult:
     nodes: list[dict[str, object]] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     dropouts: list[dict[str, object]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
     resumed_from: str = ""
 
@@ -148,6 +149,7 @@ class Workflow:
         self._dropped: dict[int, str] = {}
         self._phase_name = "manifest"
         self._traffic: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        self._unpaired: list[str] = []
 
     # ------------------------------------------------------------ messaging
     def progress(self, label: str, step: int, total: int) -> None:
@@ -312,6 +314,8 @@ class Workflow:
             )
             self.service.register(manifest)
             self._nodes[node_id] = manifest
+            if not wire.get_bool(info, "paired-data", True):
+                self._unpaired.append(manifest.role)
             if manifest.trains:
                 arrays = wire.record_to_arrays(content.array_records[wire.MOMENTS])
                 for m in manifest.modalities:
@@ -618,6 +622,7 @@ class Workflow:
             history={k: list(v) for k, v in self.result.history.items()},
             dropouts=list(self.result.dropouts),
             node_names={str(i): n.role for i, n in self._nodes.items()},
+            config=self.config.to_flower(),
         )
         names = {i: n.role for i, n in self._nodes.items()}
         if model is not None:
@@ -658,6 +663,17 @@ class Workflow:
         for method in self.config.methods:
             if method in self.result.methods:
                 continue  # finished before the restart
+            if method == "upper_bound" and self._unpaired:
+                reason = (
+                    f"nodes {', '.join(sorted(self._unpaired))} hold no naturally paired data "
+                    "(start them with mmbind-client --paired-data)"
+                )
+                self.result.skipped[method] = reason
+                self.store.append_event(
+                    self.run_id, {"kind": "skipped", "method": method, "reason": reason}
+                )
+                log.warning("skipping %s: %s", method, reason)
+                continue
             t0 = time.perf_counter()
             steps = self._steps(method)
             model: FusionModel | None = None

@@ -112,7 +112,7 @@ class Deployment:
             [
                 str(BIN / "mmbind-server"), "--port", str(self.port),
                 "--binding-port", str(self.binding_port), "--redis-url", REDIS_URL,
-                "--log-dir", str(self.tmp),
+                "--log-dir", str(self.tmp), "--state-dir", str(self.tmp / "state"),
             ],
             env=self.env, log_file=self.tmp / "server.log",
         )  # fmt: skip
