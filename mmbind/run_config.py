@@ -35,24 +35,27 @@ class RunConfig(BaseModel):
     label_budget: int = Field(0, ge=0, description="labelled samples used at node C; 0 = all")
     embed_dim: int = Field(128, ge=8, le=2048)
     proj_dim: int = Field(128, ge=8, le=2048)
-    pretrain_rounds: int = Field(3, ge=0)
-    pretrain_epochs: int = Field(5, ge=1)
+    pretrain_rounds: int = Field(6, ge=0)
+    pretrain_epochs: int = Field(10, ge=1)
     align_rounds: int = Field(4, ge=0)
-    align_epochs: int = Field(3, ge=1)
-    refresh_every: int = Field(2, ge=1, description="refresh partner features every N align rounds")
+    align_epochs: int = Field(8, ge=1)
+    refresh_every: int = Field(1, ge=1, description="refresh partner features every N align rounds")
     finetune_rounds: int = Field(1, ge=1)
-    finetune_epochs: int = Field(60, ge=1)
+    finetune_epochs: int = Field(100, ge=1)
     batch_size: int = Field(32, ge=2)
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     temperature: float = Field(0.07, gt=0)
     pretrain_lr: float = Field(1e-3, gt=0, lt=1, description="autoencoder learning rate")
     align_lr: float = Field(1e-3, gt=0, lt=1, description="contrastive alignment learning rate")
-    finetune_lr: float = Field(1e-3, gt=0, lt=1, description="fine-tuning learning rate")
+    finetune_lr: float = Field(3e-4, gt=0, lt=1, description="fine-tuning learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (align, fine-tune)")
     align_augment: float = Field(0.0, ge=0, description="jitter/scaling strength in alignment")
     finetune_augment: float = Field(0.0, ge=0, description="jitter/scaling in fine-tuning")
     encoder_lr_scale: float = Field(
-        1.0, ge=0, description="encoders' fine-tuning lr relative to the classifier's; 0 freezes"
+        0.3, ge=0, description="encoders' fine-tuning lr relative to the classifier's; 0 freezes"
+    )
+    binding_standardize: bool = Field(
+        True, description="standardise shared-modality embeddings per node before binding"
     )
     weighting: str = "similarity"
     methods: tuple[Method, ...] = METHODS
@@ -61,6 +64,7 @@ class RunConfig(BaseModel):
     output: str = ""
     run_id: str = Field("", description="store namespace of the run; empty = Flower's run id")
     resume: bool = Field(False, description="continue run-id from its last checkpoint")
+    attempt: str = Field("", description="id of this submission of run-id (fences stale ones)")
     binding_service: str = Field(
         "", description="HOST:PORT of the BindingService; empty = embedded"
     )

@@ -82,6 +82,7 @@ def make_server_app(
             results["traffic"] = result.traffic
             if result.resumed_from:
                 results["resumed_from"] = result.resumed_from
+            workflow.check_owner()
             run_store.put_results(run_id, results)
             if config.output:
                 path = write_results(results, config.output)
@@ -89,10 +90,12 @@ def make_server_app(
             if on_results is not None:
                 on_results(results)
         except Exception as exc:
-            run_store.append_event(run_id, {"kind": "error", "message": str(exc)})
+            run_store.append_event(
+                run_id, {"kind": "error", "message": str(exc), "attempt": config.attempt}
+            )
             raise
         finally:
-            run_store.append_event(run_id, {"kind": END_EVENT})
+            run_store.append_event(run_id, {"kind": END_EVENT, "attempt": config.attempt})
 
     return app
 

@@ -24,6 +24,8 @@ from mmbind.server.binding_service import BindRequest, NodeBinding
 
 MODEL_BLOB = "model"
 BINDINGS_BLOB = "bindings"
+OWNER_BLOB = "owner"
+"""The attempt that currently owns the run; checkpoints are fenced by it."""
 
 
 @dataclass

@@ -135,9 +135,11 @@ def run_deployment(
             )
         # A resumed run goes on with the configuration it started with.
         config = RunConfig.from_flower({**config.to_flower(), **checkpoint.get("config", {})})
+    attempt = uuid.uuid4().hex[:12]
     overrides = {
         **config.to_flower(),
         "run-id": run_id,
+        "attempt": attempt,
         "resume": bool(resume),
         "binding-service": binding_service,
         "output": "",
@@ -158,6 +160,8 @@ def run_deployment(
                 lost_since = None
                 last_seq = event.seq
                 data = event.data
+                if data.get("attempt", attempt) != attempt:
+                    continue  # an earlier submission of the same run
                 if data.get("kind") == "progress" and progress is not None:
                     progress(str(data["label"]), int(data["step"]), int(data["total"]))
                 elif data.get("kind") == "dropout":

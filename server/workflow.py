@@ -51,6 +51,7 @@ from mmbind.server.binding_service import (
 from mmbind.server.checkpoint import (
     BINDINGS_BLOB,
     MODEL_BLOB,
+    OWNER_BLOB,
     Checkpoint,
     bindings_from_bytes,
     bindings_to_bytes,
@@ -154,9 +155,26 @@ class Workflow:
     # ------------------------------------------------------------ messaging
     def progress(self, label: str, step: int, total: int) -> None:
         self._progress(label, step, total)
-        self.store.append_event(
-            self.run_id, {"kind": "progress", "label": label, "step": step, "total": total}
-        )
+        self.event({"kind": "progress", "label": label, "step": step, "total": total})
+
+    def event(self, data: Mapping[str, Any]) -> None:
+        """Append to the run's event log, tagged with this attempt."""
+        self.store.append_event(self.run_id, {**data, "attempt": self.config.attempt})
+
+    def _claim(self) -> None:
+        """Make this attempt the run's owner; a stale attempt still running will stop."""
+        if self.config.attempt:
+            self.store.put_blob(self.run_id, OWNER_BLOB, self.config.attempt.encode())
+
+    def check_owner(self) -> None:
+        if not self.config.attempt:
+            return
+        owner = self.store.blob(self.run_id, OWNER_BLOB)
+        if owner is not None and owner.decode() != self.config.attempt:
+            raise FederationError(
+                f"run {self.run_id} was taken over by attempt {owner.decode()}; "
+                f"this attempt ({self.config.attempt}) stops"
+            )
 
     def _send(
         self, message_type: str, contents: Mapping[int, RecordDict], *, tolerate: bool = True
@@ -217,7 +235,7 @@ class Workflow:
             "reason": reason[:500],
         }
         self.result.dropouts.append(record)
-        self.store.append_event(self.run_id, {"kind": "dropout", **record})
+        self.event({"kind": "dropout", **record})
         log.warning("dropping %s in %s: %s", self._describe(node_id), self._phase_name, reason)
         active = self._active()
         if not any(n.labelled and n.trains for n in active):
@@ -238,10 +256,7 @@ class Workflow:
             for key, record in content.array_records.items()
             for name, arr in record.items()
         ]
-        self.store.append_event(
-            self.run_id,
-            {"kind": "wire", "node_id": node_id, "message": message_type, "arrays": arrays},
-        )
+        self.event({"kind": "wire", "node_id": node_id, "message": message_type, "arrays": arrays})
 
     def _describe(self, node_id: int) -> str:
         node = self._nodes.get(node_id)
@@ -611,6 +626,12 @@ class Workflow:
             return "pretrain"
         return base if method == "mmbind" else f"{method}.{base}"
 
+    def _save_checked(
+        self, step: str, model: FusionModel | None, bindings: Sequence[NodeBinding] | None
+    ) -> None:
+        self.check_owner()
+        self._save(step, model, bindings)
+
     def _save(
         self, step: str, model: FusionModel | None, bindings: Sequence[NodeBinding] | None
     ) -> None:
@@ -651,6 +672,7 @@ class Workflow:
     def run(self) -> RunResult:
         """All requested methods, sharing phase 1; resumable step by step."""
         start = time.perf_counter()
+        self._claim()
         cp = self._restore() if self.config.resume else None
         if self.config.resume and cp is None:
             raise FederationError(
@@ -720,7 +742,9 @@ class Workflow:
                         metrics = self.evaluate(_require(model), label=method)
                         metrics["seconds"] = time.perf_counter() - t0
                         self.result.methods[method] = metrics
-                self._save(f"{method}.{step}", model, bindings if step == "binding" else None)
+                self._save_checked(
+                    f"{method}.{step}", model, bindings if step == "binding" else None
+                )
             log.info(
                 "%s: accuracy %.4f, macro-F1 %.4f", method, metrics["accuracy"], metrics["macro_f1"]
             )

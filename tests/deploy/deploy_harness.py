@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -122,7 +124,12 @@ class Deployment:
     def stop_server(self, *, crash: bool) -> None:
         if self.server is not None:
             if crash:
+                # The whole coordinator host goes down: every process it started.
+                family = descendants(self.server.pid)
                 self.server.kill()
+                for pid in family:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             else:
                 self.server.stop()
             self.server = None
@@ -164,6 +171,24 @@ class Deployment:
         self.stop_server(crash=False)
         if self.relay is not None:
             self.relay.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children first."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def run_id_of(proc: subprocess.Popen[str], timeout: float = 120) -> str:
