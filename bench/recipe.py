@@ -102,6 +102,7 @@ class InProcessGrid:
             for nid in range(1, num_nodes + 1)
         }
         self.seconds: dict[str, float] = {}
+        self._count = 0
 
     def get_node_ids(self) -> Iterable[int]:
         return list(self.contexts)
@@ -111,6 +112,9 @@ class InProcessGrid:
     ) -> Iterator[Any]:
         out = []
         for msg in messages:
+            # The SuperLink gives every message an id; replies point back to it.
+            self._count += 1
+            msg.metadata.__dict__["_message_id"] = f"bench-{self._count}"
             start = time.perf_counter()
             reply = self.client_app(msg, self.contexts[msg.metadata.dst_node_id])
             kind = msg.metadata.message_type

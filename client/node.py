@@ -147,6 +147,7 @@ class LocalNode:
             "num-samples": len(self.data),
             "labelled": self.labelled,
             "trains": self.trains,
+            "paired-data": self.oracle is not None,
             "num-classes": int(self.data.num_classes),
         }
         for m in self.modalities:
@@ -186,10 +187,19 @@ class LocalNode:
 
     # ------------------------------------------------------------ phase 3
     def embed(self, model: FusionModel, modality: str) -> NDArray[np.float32]:
-        """L2-normalised encoder embeddings ``(N, embed_dim)`` of the node's ``modality``."""
+        """L2-normalised encoder embeddings ``(N, embed_dim)`` of the node's ``modality``.
+
+        With ``binding_standardize`` (the default) each embedding dimension is first
+        standardised over the node's own samples (mean 0, std 1): this removes the offset that
+        every window of a node shares (its subjects' style, the sensor placement), so the
+        cosine similarity across nodes compares the motion itself. Only the node's own
+        statistics are used; nothing else leaves the node.
+        """
         x = self.tensor(modality)
         emb = embed_all(model.encoders[modality], x, batch_size=256)
-        return l2_normalize(emb)
+        if self.config.binding_standardize and len(emb) > 1:
+            emb = (emb - emb.mean(axis=0)) / (emb.std(axis=0) + 1e-6)
+        return l2_normalize(emb.astype(np.float32, copy=False))
 
     # ------------------------------------------------------------ phase 4
     def features(

@@ -52,6 +52,26 @@ def test_encoder_bad_config() -> None:
         SensorEncoder("acc", embed_dim=0)
     with pytest.raises(ConfigError):
         SensorEncoder("acc", hidden=60)
+    with pytest.raises(ConfigError, match="arch"):
+        SensorEncoder("acc", arch="lstm")
+    with pytest.raises(ConfigError, match="norm"):
+        SensorEncoder("acc", norm="layer")
+
+
+@pytest.mark.parametrize(
+    ("modality", "arch", "norm"),
+    list(itertools.product(MODALITIES, ("conv", "gru"), ("group", "batch"))),
+)
+def test_encoder_variants_shapes_and_size(modality: str, arch: str, norm: str) -> None:
+    torch.manual_seed(0)
+    enc = SensorEncoder(modality, embed_dim=24, arch=arch, norm=norm)
+    assert (enc.arch, enc.norm) == (arch, norm)
+    out = enc(windows(modality, 4))
+    assert out.shape == (4, 24)
+    assert bool(torch.isfinite(out).all())
+    assert 50_000 <= count_parameters(SensorEncoder(modality, arch=arch, norm=norm)) <= 150_000
+    # Whatever the variant, the embedding depends on the input.
+    assert not torch.allclose(out[0], out[1])
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
