@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 
 # Small settings: every phase runs, each with few messages (a message costs seconds here).
 TINY = {
-    "pretrain-rounds": 1, "pretrain-epochs": 2, "align-rounds": 2, "align-epochs": 1,
+    "pretrain-rounds": 1, "pretrain-epochs": 2, "align-rounds": 1, "align-epochs": 1,
     "refresh-every": 1, "finetune-epochs": 5, "synthetic-trials": 3,
 }  # fmt: skip
 NODES = [
