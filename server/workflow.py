@@ -68,6 +68,9 @@ Progress = Callable[[str, int, int], None]
 
 State = dict[str, torch.Tensor]
 
+POLL_SECONDS = 0.25
+"""How often the coordinator asks the SuperLink for replies."""
+
 
 class BindingServiceAPI(Protocol):
     """What the workflow needs of a binding service: in-process or over gRPC."""
@@ -193,7 +196,7 @@ class Workflow:
             return {}
         for node_id, content in contents.items():
             self._traffic[node_id][1] += _content_bytes(content)
-        replies = list(self.grid.send_and_receive(messages, timeout=self.timeout))
+        replies = self._exchange(messages)
         # Errors for a lost node come from the SuperLink itself: map every reply back to
         # the node it answers through the message it replies to.
         sent: dict[str, int] = {}
@@ -221,6 +224,24 @@ class Workflow:
             for node_id, why in failed.items():
                 self._drop(node_id, message_type, why)
         return out
+
+    def _exchange(self, messages: Sequence[Message]) -> list[Message]:
+        """Push ``messages`` and pull their replies, polling every ``POLL_SECONDS``.
+
+        Flower's own ``send_and_receive`` polls every 3 s; over a phase of many
+        short rounds that wait is a large share of a deployment's wall time.
+        """
+        pending = set(self.grid.push_messages(messages))
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        replies: list[Message] = []
+        while pending:
+            got = list(self.grid.pull_messages(pending))
+            replies.extend(got)
+            pending.difference_update(m.metadata.reply_to_message_id for m in got)
+            if not pending or (deadline is not None and time.monotonic() > deadline):
+                break
+            time.sleep(POLL_SECONDS)
+        return replies
 
     def _drop(self, node_id: int, message_type: str, reason: str) -> None:
         if node_id in self._dropped:
