@@ -327,7 +327,7 @@ def finetune(
     if not freeze_encoders:
         enc = [p for m in inputs for p in model.encoders[m].parameters()]
         groups.append({"params": enc, "lr": lr * encoder_lr_scale})
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)  # type: ignore[arg-type]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     model.train()
     last = 0.0
     for _ in range(epochs):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
@@ -30,35 +31,57 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Message, Context], Message]
 
 
-def _node(context: Context, overrides: Mapping[str, Any]) -> tuple[LocalNode, RunConfig]:
+@dataclass(frozen=True)
+class _Request:
+    """One decoded message: the node it is for, the run config and the message config."""
+
+    message: Message
+    node: LocalNode
+    config: RunConfig
+    cfg: ConfigRecord
+
+    def model(self) -> FusionModel:
+        """The global model the message carries."""
+        record = self.message.content.array_records[wire.MODEL]
+        modalities = tuple(wire.get_str(self.cfg, "modalities").split(","))
+        model = FusionModel(
+            modalities, self.config.embed_dim, self.config.proj_dim, self.node.data.num_classes
+        )
+        model.load_state_dict(wire.record_to_state(record))
+        return model
+
+    def int(self, key: str) -> int:
+        return wire.get_int(self.cfg, key)
+
+    def flag(self, key: str) -> bool:
+        return wire.get_bool(self.cfg, key)
+
+    def arrays(self, key: str) -> dict[str, np.ndarray]:
+        return wire.record_to_arrays(self.message.content.array_records[key])
+
+    def reply(self, content: RecordDict) -> Message:
+        return Message(content, reply_to=self.message)
+
+
+def _open(message: Message, context: Context, overrides: Mapping[str, Any]) -> _Request:
+    """Decode a message: find this node, install the coordinator's normalisation."""
     config = RunConfig.from_flower({**dict(context.run_config), **overrides})
-    return node_from_context(config, dict(context.node_config)), config
-
-
-def _config(message: Message) -> ConfigRecord:
-    return message.content.config_records.get(wire.CONFIG, ConfigRecord())
-
-
-def _model(message: Message, config: RunConfig, num_classes: int) -> FusionModel:
-    record = message.content.array_records[wire.MODEL]
-    state = wire.record_to_state(record)
-    modalities = tuple(wire.get_str(_config(message), "modalities").split(","))
-    model = FusionModel(modalities, config.embed_dim, config.proj_dim, num_classes)
-    model.load_state_dict(state)
-    return model
-
-
-def _normalization(message: Message, node: LocalNode) -> None:
+    node = node_from_context(config, dict(context.node_config))
     record = message.content.array_records.get(wire.NORMALIZATION)
-    if record is None:
-        return
-    arrays = wire.record_to_arrays(record)
-    stats = {
-        k.removesuffix(".mean"): (arrays[k], arrays[k.removesuffix(".mean") + ".std"])
-        for k in arrays
-        if k.endswith(".mean")
-    }
-    node.set_normalization(stats)  # type: ignore[arg-type]
+    if record is not None:
+        arrays = wire.record_to_arrays(record)
+        node.set_normalization(
+            {
+                k.removesuffix(".mean"): (
+                    np.asarray(arrays[k], np.float32),
+                    np.asarray(arrays[k.removesuffix(".mean") + ".std"], np.float32),
+                )
+                for k in arrays
+                if k.endswith(".mean")
+            }
+        )
+    cfg = message.content.config_records.get(wire.CONFIG, ConfigRecord())
+    return _Request(message, node, config, cfg)
 
 
 def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
@@ -81,8 +104,8 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.query("manifest")
     @guarded
     def manifest(message: Message, context: Context) -> Message:
-        node, _ = _node(context, extra)
-        info, moments = node.manifest()
+        req = _open(message, context, extra)
+        info, moments = req.node.manifest()
         arrays: dict[str, np.ndarray] = {}
         for m, mo in moments.items():
             arrays[f"{m}.count"] = np.asarray([mo.count], dtype=np.int64)
@@ -94,73 +117,56 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
                 wire.MOMENTS: wire.arrays_to_record(arrays),
             }
         )
-        return Message(content, reply_to=message)
+        return req.reply(content)
 
     @app.train("pretrain")
     @guarded
     def pretrain(message: Message, context: Context) -> Message:
-        node, _ = _node(context, extra)
-        _normalization(message, node)
-        cfg = _config(message)
+        req = _open(message, context, extra)
         states = {
             key.removeprefix("ae."): wire.record_to_state(rec)
             for key, rec in message.content.array_records.items()
             if key.startswith("ae.")
         }
-        new_states, metrics = node.pretrain(
-            states,
-            epochs=wire.get_int(cfg, "epochs"),
-            seed=wire.get_int(cfg, "seed"),
-            oracle=wire.get_bool(cfg, "oracle"),
+        new_states, metrics = req.node.pretrain(
+            states, epochs=req.int("epochs"), seed=req.int("seed"), oracle=req.flag("oracle")
         )
         content = RecordDict(
             {wire.autoencoder_key(m): wire.state_to_record(s) for m, s in new_states.items()}
         )
         content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
-        return Message(content, reply_to=message)
+        return req.reply(content)
 
     @app.query("embed")
     @guarded
     def embed(message: Message, context: Context) -> Message:
-        node, config = _node(context, extra)
-        _normalization(message, node)
-        cfg = _config(message)
-        model = _model(message, config, node.data.num_classes)
-        modality = wire.get_str(cfg, "modality")
-        arrays: dict[str, np.ndarray] = {wire.EMBEDDINGS: node.embed(model, modality)}
-        if wire.get_bool(cfg, "evaluation-labels"):
-            arrays[wire.EVAL_LABELS] = node.evaluation_labels()
-        if wire.get_bool(cfg, "labels"):
+        req = _open(message, context, extra)
+        modality = wire.get_str(req.cfg, "modality")
+        arrays: dict[str, np.ndarray] = {wire.EMBEDDINGS: req.node.embed(req.model(), modality)}
+        if req.flag("evaluation-labels"):
+            arrays[wire.EVAL_LABELS] = req.node.evaluation_labels()
+        if req.flag("labels"):
             # Label binding shares label ids (DESIGN.md), never the windows.
-            arrays["labels"] = node.label_ids()
-        return Message(
-            RecordDict({wire.EMBEDDINGS: wire.arrays_to_record(arrays)}), reply_to=message
-        )
+            arrays["labels"] = req.node.label_ids()
+        return req.reply(RecordDict({wire.EMBEDDINGS: wire.arrays_to_record(arrays)}))
 
     @app.query("features")
     @guarded
     def features(message: Message, context: Context) -> Message:
-        node, config = _node(context, extra)
-        _normalization(message, node)
-        cfg = _config(message)
-        model = _model(message, config, node.data.num_classes)
-        requests = wire.record_to_arrays(message.content.array_records[wire.PARTNER])
-        out: dict[str, np.ndarray] = {}
-        for key, index in requests.items():
-            out[key] = node.features(model, key, np.asarray(index, dtype=np.int64))
-        del cfg
-        return Message(
-            RecordDict({wire.FEATURES_KEY: wire.arrays_to_record(out)}), reply_to=message
-        )
+        req = _open(message, context, extra)
+        model = req.model()
+        out: dict[str, np.ndarray] = {
+            modality: req.node.features(model, modality, np.asarray(index, dtype=np.int64))
+            for modality, index in req.arrays(wire.PARTNER).items()
+        }
+        return req.reply(RecordDict({wire.FEATURES_KEY: wire.arrays_to_record(out)}))
 
     @app.train("align")
     @guarded
     def align(message: Message, context: Context) -> Message:
-        node, config = _node(context, extra)
-        _normalization(message, node)
-        cfg = _config(message)
-        model = _model(message, config, node.data.num_classes)
-        partner = wire.record_to_arrays(message.content.array_records[wire.PARTNER])
+        req = _open(message, context, extra)
+        node, model = req.node, req.model()
+        partner = req.arrays(wire.PARTNER)
         views = {
             key.removesuffix(".features"): PartnerView(
                 index=np.asarray(partner[key.removesuffix(".features") + ".index"], np.int64),
@@ -170,14 +176,9 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
             if key.endswith(".features")
         }
         weights = np.asarray(partner["weights"], np.float32)
-        oracle = wire.get_bool(cfg, "oracle")
+        oracle = req.flag("oracle")
         loss = node.align(
-            model,
-            views,
-            weights,
-            epochs=wire.get_int(cfg, "epochs"),
-            seed=wire.get_int(cfg, "seed"),
-            oracle=oracle,
+            model, views, weights, epochs=req.int("epochs"), seed=req.int("seed"), oracle=oracle
         )
         content = RecordDict(
             {
@@ -192,20 +193,14 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
                 wire.CONFIG: ConfigRecord({"trained": ",".join(node.held(oracle))}),
             }
         )
-        return Message(content, reply_to=message)
+        return req.reply(content)
 
     @app.train("finetune")
     @guarded
     def tune(message: Message, context: Context) -> Message:
-        node, config = _node(context, extra)
-        _normalization(message, node)
-        cfg = _config(message)
-        model = _model(message, config, node.data.num_classes)
-        loss = node.finetune(
-            model,
-            epochs=wire.get_int(cfg, "epochs"),
-            seed=wire.get_int(cfg, "seed"),
-        )
+        req = _open(message, context, extra)
+        node, model = req.node, req.model()
+        loss = node.finetune(model, epochs=req.int("epochs"), seed=req.int("seed"))
         content = RecordDict(
             {
                 wire.MODEL: wire.state_to_record(model.state_dict()),
@@ -214,17 +209,14 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
                 ),
             }
         )
-        return Message(content, reply_to=message)
+        return req.reply(content)
 
     @app.evaluate("test")
     @guarded
     def evaluate(message: Message, context: Context) -> Message:
-        node, config = _node(context, extra)
-        _normalization(message, node)
-        model = _model(message, config, node.data.num_classes)
-        cm = node.confusion(model)
-        content = RecordDict({wire.CONFUSION: ArrayRecord(numpy_ndarrays=[cm])})
-        return Message(content, reply_to=message)
+        req = _open(message, context, extra)
+        cm = req.node.confusion(req.model())
+        return req.reply(RecordDict({wire.CONFUSION: ArrayRecord(numpy_ndarrays=[cm])}))
 
     return app
 

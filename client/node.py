@@ -148,6 +148,7 @@ class LocalNode:
             "labelled": self.labelled,
             "trains": self.trains,
             "paired-data": self.oracle is not None,
+            "dataset": self.config.dataset,
             "num-classes": int(self.data.num_classes),
         }
         for m in self.modalities:

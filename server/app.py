@@ -76,6 +76,8 @@ def make_server_app(
                 history=dict(result.history),
             )
             results["run_id"] = run_id
+            if result.dataset:
+                results["dataset"] = result.dataset  # what the nodes hold
             results["dropouts"] = result.dropouts
             if result.skipped:
                 results["skipped"] = result.skipped

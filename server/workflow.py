@@ -100,6 +100,7 @@ class RunResult:
     history: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     dropouts: list[dict[str, object]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    dataset: str = ""
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
     resumed_from: str = ""
 
@@ -154,6 +155,7 @@ class Workflow:
         self._phase_name = "manifest"
         self._traffic: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         self._unpaired: list[str] = []
+        self._datasets: set[str] = set()
 
     # ------------------------------------------------------------ messaging
     def progress(self, label: str, step: int, total: int) -> None:
@@ -350,8 +352,9 @@ class Workflow:
             )
             self.service.register(manifest)
             self._nodes[node_id] = manifest
-            if not wire.get_bool(info, "paired-data", True):
+            if manifest.trains and not wire.get_bool(info, "paired-data", True):
                 self._unpaired.append(manifest.role)
+            self._datasets.add(wire.get_str(info, "dataset", self.config.dataset))
             if manifest.trains:
                 arrays = wire.record_to_arrays(content.array_records[wire.MOMENTS])
                 for m in manifest.modalities:
@@ -364,6 +367,7 @@ class Workflow:
                     )
         nodes = self._active()
         self.result.nodes = [n.to_dict() for n in nodes]
+        self.result.dataset = ",".join(sorted(self._datasets))
         self._check_layout(nodes, moments)
         stats: dict[str, NDArray[np.float32]] = {}
         for m, parts in moments.items():
