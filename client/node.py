@@ -9,7 +9,7 @@ object; only weights, aggregate statistics, embeddings and metrics do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -326,11 +326,3 @@ class LocalNode:
     def evaluation_labels(self) -> NDArray[np.int64]:
         """Labels for coordinator-side evaluation of the binding (never used for training)."""
         return self.data.labels.astype(np.int64)
-
-
-def union_modalities(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
-    """Modalities held by any of ``groups``, in registry order."""
-    from mmbind.modalities import REGISTRY
-
-    held = {m for g in groups for m in g}
-    return tuple(m for m in REGISTRY if m in held)

@@ -647,19 +647,13 @@ class Workflow:
 
     def _phase_of(self, method: str, step: str) -> str:
         base = step.split(".")[0]
-        if method == "mmbind" and base == "pretrain":
-            return "pretrain"
         return base if method == "mmbind" else f"{method}.{base}"
-
-    def _save_checked(
-        self, step: str, model: FusionModel | None, bindings: Sequence[NodeBinding] | None
-    ) -> None:
-        self.check_owner()
-        self._save(step, model, bindings)
 
     def _save(
         self, step: str, model: FusionModel | None, bindings: Sequence[NodeBinding] | None
     ) -> None:
+        """Checkpoint a finished step (only while this attempt still owns the run)."""
+        self.check_owner()
         cp = Checkpoint(
             step=step,
             methods=dict(self.result.methods),
@@ -767,9 +761,7 @@ class Workflow:
                         metrics = self.evaluate(_require(model), label=method)
                         metrics["seconds"] = time.perf_counter() - t0
                         self.result.methods[method] = metrics
-                self._save_checked(
-                    f"{method}.{step}", model, bindings if step == "binding" else None
-                )
+                self._save(f"{method}.{step}", model, bindings if step == "binding" else None)
             log.info(
                 "%s: accuracy %.4f, macro-F1 %.4f", method, metrics["accuracy"], metrics["macro_f1"]
             )
