@@ -41,6 +41,10 @@ class FusionModel(nn.Module):
         Size of the contrastive projection (``embed``).
     num_classes : int, optional
         Builds ``classifier`` (``Linear - ReLU - Linear``) when given.
+    mask_vector : bool
+        Append the missing-modality mask (1 where a modality is present) to the features,
+        so the classifier knows which blocks are zero-filled (the MPM baseline of the
+        MMBind paper's Table 3).
 
     Raises
     ------
@@ -56,6 +60,8 @@ class FusionModel(nn.Module):
         embed_dim: int = 128,
         proj_dim: int = 128,
         num_classes: int | None = None,
+        *,
+        mask_vector: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(modalities, str):
@@ -69,6 +75,7 @@ class FusionModel(nn.Module):
         self.embed_dim: int = embed_dim
         self.proj_dim: int = proj_dim
         self.num_classes: int | None = num_classes
+        self.mask_vector: bool = bool(mask_vector)
         self.encoders = nn.ModuleDict(
             {m: SensorEncoder(m, embed_dim=embed_dim) for m in self.modalities}
         )
@@ -82,10 +89,16 @@ class FusionModel(nn.Module):
         )
         self.classifier: nn.Module | None = None
         if num_classes is not None:
-            width = len(self.modalities) * embed_dim
+            width = self.feature_dim
             self.classifier = nn.Sequential(
                 nn.Linear(width, embed_dim), nn.ReLU(), nn.Linear(embed_dim, num_classes)
             )
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of :meth:`features`: one block per modality, plus the mask if any."""
+        blocks = len(self.modalities) * self.embed_dim
+        return blocks + (len(self.modalities) if self.mask_vector else 0)
 
     def check_modality(self, modality: str) -> None:
         """Raise :class:`UnknownModalityError` unless ``modality`` is one of the model's."""
@@ -121,8 +134,9 @@ class FusionModel(nn.Module):
 
         Returns
         -------
-        Tensor, shape (B, len(self.modalities) * embed_dim)
-            Blocks in the order of ``self.modalities``.
+        Tensor, shape (B, feature_dim)
+            Blocks in the order of ``self.modalities``; with ``mask_vector``, then one
+            column per modality holding 1.0 where it was given.
 
         Raises
         ------
@@ -145,10 +159,13 @@ class FusionModel(nn.Module):
                 blocks.append(self.encoders[m](inputs[m]))
             else:
                 blocks.append(ref.new_zeros(ref.shape[0], self.embed_dim))
+        if self.mask_vector:
+            present = [1.0 if m in inputs else 0.0 for m in self.modalities]
+            blocks.append(ref.new_tensor(present).expand(ref.shape[0], len(present)))
         return torch.cat(blocks, dim=1)
 
     def classify(self, features: Tensor) -> Tensor:
-        """Logits ``(B, num_classes)`` from features ``(B, len(modalities) * embed_dim)``."""
+        """Logits ``(B, num_classes)`` from features ``(B, feature_dim)``."""
         if self.classifier is None:
             raise ConfigError("this model has no classifier: build it with num_classes")
         logits: Tensor = self.classifier(features)

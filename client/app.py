@@ -40,15 +40,25 @@ class _Request:
     config: RunConfig
     cfg: ConfigRecord
 
-    def model(self) -> FusionModel:
-        """The global model the message carries."""
-        record = self.message.content.array_records[wire.MODEL]
+    def model(self, track: str | None = None) -> FusionModel:
+        """The global model the message carries (``track``'s, in a lockstep message)."""
+        key = wire.MODEL if track is None else wire.track_key(track, wire.MODEL)
+        record = self.message.content.array_records[key]
         modalities = tuple(wire.get_str(self.cfg, "modalities").split(","))
+        mask = track is not None and self.flag(wire.track_key(track, "mask-vector"))
         model = FusionModel(
-            modalities, self.config.embed_dim, self.config.proj_dim, self.node.data.num_classes
+            modalities,
+            self.config.embed_dim,
+            self.config.proj_dim,
+            self.node.data.num_classes,
+            mask_vector=mask,
         )
         model.load_state_dict(wire.record_to_state(record))
         return model
+
+    def tracks(self) -> list[str]:
+        """The methods a lockstep message carries."""
+        return wire.names(self.cfg, wire.TRACKS)
 
     def int(self, key: str) -> int:
         return wire.get_int(self.cfg, key)
@@ -123,17 +133,21 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @guarded
     def pretrain(message: Message, context: Context) -> Message:
         req = _open(message, context, extra)
-        states = {
-            key.removeprefix("ae."): wire.record_to_state(rec)
-            for key, rec in message.content.array_records.items()
-            if key.startswith("ae.")
-        }
-        new_states, metrics = req.node.pretrain(
-            states, epochs=req.int("epochs"), seed=req.int("seed"), oracle=req.flag("oracle")
-        )
-        content = RecordDict(
-            {wire.autoencoder_key(m): wire.state_to_record(s) for m, s in new_states.items()}
-        )
+        content = RecordDict()
+        metrics: dict[str, float] = {}
+        for stream in wire.names(req.cfg, wire.STREAMS):
+            prefix = wire.autoencoder_key("", stream)
+            states = {
+                key.removeprefix(prefix): wire.record_to_state(rec)
+                for key, rec in message.content.array_records.items()
+                if key.startswith(prefix)
+            }
+            new_states, got = req.node.pretrain(
+                states, epochs=req.int("epochs"), seed=req.int("seed"), oracle=stream == "oracle"
+            )
+            for m, state in new_states.items():
+                content[wire.autoencoder_key(m, stream)] = wire.state_to_record(state)
+            metrics.update({f"{stream}.{k}": v for k, v in got.items()})
         content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
         return req.reply(content)
 
@@ -154,69 +168,73 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @guarded
     def features(message: Message, context: Context) -> Message:
         req = _open(message, context, extra)
-        model = req.model()
-        out: dict[str, np.ndarray] = {
-            modality: req.node.features(model, modality, np.asarray(index, dtype=np.int64))
-            for modality, index in req.arrays(wire.PARTNER).items()
-        }
-        return req.reply(RecordDict({wire.FEATURES_KEY: wire.arrays_to_record(out)}))
+        content = RecordDict()
+        for track in req.tracks():
+            model = req.model(track)
+            out: dict[str, np.ndarray] = {
+                modality: req.node.features(model, modality, np.asarray(index, dtype=np.int64))
+                for modality, index in req.arrays(wire.track_key(track, wire.PARTNER)).items()
+            }
+            content[wire.track_key(track, wire.FEATURES_KEY)] = wire.arrays_to_record(out)
+        return req.reply(content)
 
     @app.train("align")
     @guarded
     def align(message: Message, context: Context) -> Message:
         req = _open(message, context, extra)
-        node, model = req.node, req.model()
-        partner = req.arrays(wire.PARTNER)
-        views = {
-            key.removesuffix(".features"): PartnerView(
-                index=np.asarray(partner[key.removesuffix(".features") + ".index"], np.int64),
-                features=np.asarray(partner[key], np.float32),
-            )
-            for key in partner
-            if key.endswith(".features")
-        }
-        weights = np.asarray(partner["weights"], np.float32)
-        oracle = req.flag("oracle")
-        loss = node.align(
-            model, views, weights, epochs=req.int("epochs"), seed=req.int("seed"), oracle=oracle
-        )
-        content = RecordDict(
-            {
-                wire.MODEL: wire.state_to_record(model.state_dict()),
-                wire.METRICS: MetricRecord(
-                    {
-                        "loss": loss,
-                        "num-samples": len(node.data),
-                        "confidence": float(weights.mean()) if weights.size else 0.0,
-                    }
-                ),
-                wire.CONFIG: ConfigRecord({"trained": ",".join(node.held(oracle))}),
+        node = req.node
+        content = RecordDict()
+        metrics: dict[str, float] = {"num-samples": float(len(node.data))}
+        trained: dict[str, str] = {}
+        for track in req.tracks():
+            model = req.model(track)
+            partner = req.arrays(wire.track_key(track, wire.PARTNER))
+            views = {
+                key.removesuffix(".features"): PartnerView(
+                    index=np.asarray(partner[key.removesuffix(".features") + ".index"], np.int64),
+                    features=np.asarray(partner[key], np.float32),
+                )
+                for key in partner
+                if key.endswith(".features")
             }
-        )
+            weights = np.asarray(partner["weights"], np.float32)
+            oracle = req.flag(wire.track_key(track, "oracle"))
+            loss = node.align(
+                model, views, weights, epochs=req.int("epochs"), seed=req.int("seed"), oracle=oracle
+            )
+            content[wire.track_key(track, wire.MODEL)] = wire.state_to_record(model.state_dict())
+            metrics[f"{track}.loss"] = loss
+            metrics[f"{track}.confidence"] = float(weights.mean()) if weights.size else 0.0
+            trained[f"{track}.trained"] = ",".join(node.held(oracle))
+        content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
+        content[wire.CONFIG] = ConfigRecord(trained)  # type: ignore[arg-type]
         return req.reply(content)
 
     @app.train("finetune")
     @guarded
     def tune(message: Message, context: Context) -> Message:
         req = _open(message, context, extra)
-        node, model = req.node, req.model()
-        loss = node.finetune(model, epochs=req.int("epochs"), seed=req.int("seed"))
-        content = RecordDict(
-            {
-                wire.MODEL: wire.state_to_record(model.state_dict()),
-                wire.METRICS: MetricRecord(
-                    {"loss": loss, "num-samples": len(node.labelled_subset())}
-                ),
-            }
-        )
+        node = req.node
+        content = RecordDict()
+        metrics: dict[str, float] = {"num-samples": float(len(node.labelled_subset()))}
+        for track in req.tracks():
+            model = req.model(track)
+            metrics[f"{track}.loss"] = node.finetune(
+                model, epochs=req.int("epochs"), seed=req.int("seed")
+            )
+            content[wire.track_key(track, wire.MODEL)] = wire.state_to_record(model.state_dict())
+        content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
         return req.reply(content)
 
     @app.evaluate("test")
     @guarded
     def evaluate(message: Message, context: Context) -> Message:
         req = _open(message, context, extra)
-        cm = req.node.confusion(req.model())
-        return req.reply(RecordDict({wire.CONFUSION: ArrayRecord(numpy_ndarrays=[cm])}))
+        content = RecordDict()
+        for track in req.tracks():
+            cm = req.node.confusion(req.model(track))
+            content[wire.track_key(track, wire.CONFUSION)] = ArrayRecord(numpy_ndarrays=[cm])
+        return req.reply(content)
 
     return app
 

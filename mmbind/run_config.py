@@ -14,10 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mmbind.errors import ConfigError
+from mmbind.methods import DEFAULT_METHODS, Method
 from mmbind.modalities import parse_modalities
 
-Method = Literal["mmbind", "lower_bound", "upper_bound"]
-METHODS: tuple[Method, ...] = ("mmbind", "lower_bound", "upper_bound")
+METHODS = DEFAULT_METHODS
 
 
 class RunConfig(BaseModel):

@@ -39,9 +39,32 @@ CONFUSION = "confusion"
 EVAL_LABELS = "evaluation-labels"
 
 
-def autoencoder_key(modality: str) -> str:
+TRACKS = "tracks"
+"""Config entry listing the methods (tracks) a message carries, comma-separated."""
+STREAMS = "streams"
+"""Config entry listing the pretraining streams (``own``, ``oracle``) a message carries."""
+
+
+def autoencoder_key(modality: str, stream: str = "own") -> str:
     """Record key of the autoencoder state of ``modality`` in a pretraining message."""
-    return f"ae.{modality}"
+    return f"{stream}.ae.{modality}"
+
+
+def track_key(track: str, key: str) -> str:
+    """Key of ``key`` for one method (track) in a message that carries several.
+
+    Methods run in lockstep: one message per node and round carries every method's
+    model, partner features and settings, each under ``<method>.<key>``.
+    """
+    return f"{track}.{key}"
+
+
+def names(record: ConfigRecord, key: str) -> list[str]:
+    """A comma-separated list entry of a config record (empty when absent)."""
+    value = record.get(key, "")
+    if not isinstance(value, str):
+        raise FederationError(f"message entry {key!r} must be a string; got {value!r}")
+    return [v for v in value.split(",") if v]
 
 
 def arrays_to_record(arrays: Mapping[str, NDArray[np.generic]]) -> ArrayRecord:

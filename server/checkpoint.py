@@ -24,6 +24,13 @@ from mmbind.server.binding_service import BindRequest, NodeBinding
 
 MODEL_BLOB = "model"
 BINDINGS_BLOB = "bindings"
+
+
+def bindings_blob(kind: str) -> str:
+    """Blob name of the bindings made by ``kind`` (``"modality"`` or ``"label"``)."""
+    return f"{BINDINGS_BLOB}.{kind}"
+
+
 OWNER_BLOB = "owner"
 """The attempt that currently owns the run; checkpoints are fenced by it."""
 
@@ -33,9 +40,9 @@ class Checkpoint:
     """The JSON part of a checkpoint."""
 
     step: str = ""
-    """Last finished step, ``"<method>.<phase>[.<round>]"``; empty before any."""
+    """Last finished step, ``"<phase>[.<round>]"`` (all methods in lockstep); empty before any."""
     methods: dict[str, dict[str, float]] = field(default_factory=dict)
-    binding: dict[str, float | int] = field(default_factory=dict)
+    binding: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)
     dropouts: list[dict[str, Any]] = field(default_factory=list)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mmbind.methods import ALL_METHODS, TITLES
 from mmbind.run_config import RunConfig
 
 
@@ -61,6 +62,11 @@ def build_results(
             "pairs": int(binding.get("pairs", 0)),
             "pairing_accuracy": _maybe_round(binding.get("pairing_accuracy")),
             "mean_similarity": _maybe_round(binding.get("mean_similarity")),
+            **{
+                key: binding[key]
+                for key in ("by", "pairing_confusion", "class_similarity")
+                if key in binding
+            },
         },
         "phases": {name: {"seconds": round(s, 3)} for name, s in phases.items()},
         "wall_seconds": round(wall_seconds, 3),
@@ -87,17 +93,13 @@ def write_results(results: dict[str, Any], output: str | Path) -> Path:
     return path
 
 
-METHOD_TITLES = {
-    "lower_bound": "Lower bound (labelled node only)",
-    "mmbind": "MMBind (federated)",
-    "upper_bound": "Upper bound (naturally paired)",
-}
+METHOD_TITLES = TITLES
 
 
 def format_table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Rows ``(method, accuracy, macro-F1)`` in a fixed order, for printing."""
+    """Rows ``(method, accuracy, macro-F1)`` in the paper's order, for printing."""
     rows = []
-    for name in ("lower_bound", "mmbind", "upper_bound"):
+    for name in (*ALL_METHODS, "mmbind_centralised"):
         if name in results["methods"]:
             m = results["methods"][name]
             rows.append((METHOD_TITLES[name], f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}"))

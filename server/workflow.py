@@ -9,8 +9,11 @@
    weights sample count x binding confidence;
 6. fine-tune on the labelled paired node(s), evaluate on the test node(s).
 
-The baselines reuse the same machinery: the lower bound skips phases 2–5; the
-upper bound replaces binding by the naturally paired data (simulation only).
+Every method of :mod:`mmbind.methods` runs through the same phases, in lockstep:
+one message per node and round carries every method's model (``<method>.model``),
+so comparing seven methods costs the rounds of one, not seven times as many. Each
+pretraining stream (``own``, ``oracle``) runs once and initialises every method
+that starts from it.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from numpy.typing import NDArray
 
 from mmbind import wire
 from mmbind.binding.autoencoder import Autoencoder
+from mmbind.binding.diagnostics import class_similarity, pairing_confusion
 from mmbind.binding.encoders import SensorEncoder
 from mmbind.binding.fusion import FusionModel
 from mmbind.binding.weights import get_weighting
 from mmbind.client.data.normalization import ChannelMoments
 from mmbind.errors import BindingError, FederationError
+from mmbind.methods import SPECS, MethodSpec
 from mmbind.modalities import REGISTRY
 from mmbind.run_config import RunConfig
 from mmbind.server.aggregation import average_modality, weighted_average
@@ -49,10 +54,10 @@ from mmbind.server.binding_service import (
     tuple_weights,
 )
 from mmbind.server.checkpoint import (
-    BINDINGS_BLOB,
     MODEL_BLOB,
     OWNER_BLOB,
     Checkpoint,
+    bindings_blob,
     bindings_from_bytes,
     bindings_to_bytes,
     state_from_bytes,
@@ -67,6 +72,8 @@ Progress = Callable[[str, int, int], None]
 """``progress(label, step, total)``: called as phases and rounds advance."""
 
 State = dict[str, torch.Tensor]
+Routed = dict[int, dict[str, NDArray[np.generic]]]
+"""Per node id, the arrays of its ``partner`` record for one method."""
 
 POLL_SECONDS = 0.25
 """How often the coordinator asks the SuperLink for replies."""
@@ -94,7 +101,7 @@ class RunResult:
     """What one run measured; :mod:`mmbind.server.results` turns it into results.json."""
 
     methods: dict[str, dict[str, float]] = field(default_factory=dict)
-    binding: dict[str, float | int] = field(default_factory=dict)
+    binding: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     nodes: list[dict[str, object]] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -309,13 +316,33 @@ class Workflow:
         return [n for n in self._active() if n.trains]
 
     # ---------------------------------------------------------------- model
-    def _new_model(self) -> FusionModel:
+    def _new_model(self, spec: MethodSpec) -> FusionModel:
         torch.manual_seed(self.config.seed * 1000)
         cfg = self.config
-        return FusionModel(self._modalities, cfg.embed_dim, cfg.proj_dim, self._num_classes)
+        return FusionModel(
+            self._modalities,
+            cfg.embed_dim,
+            cfg.proj_dim,
+            self._num_classes,
+            mask_vector=spec.mask_vector,
+        )
 
-    def _model_config(self, **extra: Any) -> dict[str, Any]:
-        return {"modalities": ",".join(self._modalities), **extra}
+    def _model_config(self, tracks: Sequence[MethodSpec] = (), /, **extra: Any) -> dict[str, Any]:
+        config: dict[str, Any] = {"modalities": ",".join(self._modalities), **extra}
+        if tracks:
+            config[wire.TRACKS] = ",".join(t.name for t in tracks)
+            for t in tracks:
+                config[wire.track_key(t.name, "oracle")] = t.oracle
+                config[wire.track_key(t.name, "mask-vector")] = t.mask_vector
+        return config
+
+    def _models_record(
+        self, models: Mapping[str, FusionModel], tracks: Sequence[MethodSpec]
+    ) -> dict[str, ArrayRecord]:
+        return {
+            wire.track_key(t.name, wire.MODEL): wire.state_to_record(models[t.name].state_dict())
+            for t in tracks
+        }
 
     # -------------------------------------------------------------- phase 1
     def _wait_for_nodes(self) -> list[int]:
@@ -404,125 +431,185 @@ class Workflow:
                 f"test nodes hold {sorted(missing)}, which no training node holds: "
                 "the model could never learn them"
             )
-        if "mmbind" in self.config.methods:
+        if any(SPECS[m].binding for m in self.config.methods):
             check_bindable(nodes, self.config.shared_modality)
 
     # -------------------------------------------------------------- phase 2
-    def pretrain(self, *, oracle: bool, label: str) -> FusionModel:
-        """Phase 2: federated unimodal autoencoders, averaged per modality over holders."""
+    def pretrain(self, streams: Sequence[str]) -> dict[str, dict[str, State]]:
+        """Phase 2: federated unimodal autoencoders, averaged per modality over holders.
+
+        Each stream (``own``: a node's own modalities; ``oracle``: every modality of its
+        samples) starts from the same initial weights and travels in the same messages.
+        Returns the final autoencoder states per stream and modality.
+        """
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        aes = {m: Autoencoder(SensorEncoder(m, cfg.embed_dim)) for m in self._modalities}
-        states: dict[str, State] = {m: dict(ae.state_dict()) for m, ae in aes.items()}
+        init = {
+            m: dict(Autoencoder(SensorEncoder(m, cfg.embed_dim)).state_dict())
+            for m in self._modalities
+        }
+        states: dict[str, dict[str, State]] = {s: dict(init) for s in streams}
         for rnd in range(cfg.pretrain_rounds):
-            self.progress(f"{label}: pretrain", rnd, cfg.pretrain_rounds)
+            self.progress("pretrain", rnd, cfg.pretrain_rounds)
             contents = {}
             for n in self._training_nodes():
-                held = self._modalities if oracle else n.modalities
-                records = {wire.autoencoder_key(m): wire.state_to_record(states[m]) for m in held}
+                records = {
+                    wire.autoencoder_key(m, s): wire.state_to_record(states[s][m])
+                    for s in streams
+                    for m in (self._modalities if s == "oracle" else n.modalities)
+                }
                 contents[n.node_id] = self._content(
                     {
                         "epochs": cfg.pretrain_epochs,
                         "seed": cfg.seed * 1000 + rnd,
-                        "oracle": oracle,
+                        wire.STREAMS: ",".join(streams),
                     },
                     **records,
                 )
             replies = self._send(wire.PRETRAIN, contents)
-            for m in self._modalities:
-                key = wire.autoencoder_key(m)
-                holders = [c for c in replies.values() if key in c.array_records]
-                if not holders:
-                    continue
-                states[m] = weighted_average(
-                    [wire.record_to_state(c.array_records[key]) for c in holders],
-                    [
-                        wire.get_float(c.metric_records[wire.METRICS], f"{m}.num-samples")
-                        for c in holders
-                    ],
-                )
-                losses = [
-                    wire.get_float(c.metric_records[wire.METRICS], f"{m}.loss") for c in holders
-                ]
-                self.result.history[f"{label}.pretrain.{m}"].append(float(np.mean(losses)))
-        self.progress(f"{label}: pretrain", cfg.pretrain_rounds, cfg.pretrain_rounds)
-        model = self._new_model()
+            for s in streams:
+                for m in self._modalities:
+                    key = wire.autoencoder_key(m, s)
+                    holders = [c for c in replies.values() if key in c.array_records]
+                    if not holders:
+                        continue
+                    metrics = [c.metric_records[wire.METRICS] for c in holders]
+                    states[s][m] = weighted_average(
+                        [wire.record_to_state(c.array_records[key]) for c in holders],
+                        [wire.get_float(r, f"{s}.{m}.num-samples") for r in metrics],
+                    )
+                    losses = [wire.get_float(r, f"{s}.{m}.loss") for r in metrics]
+                    self.result.history[f"{s}.pretrain.{m}"].append(float(np.mean(losses)))
+        self.progress("pretrain", cfg.pretrain_rounds, cfg.pretrain_rounds)
+        return states
+
+    def _load_encoders(self, model: FusionModel, states: Mapping[str, State]) -> None:
         for m in self._modalities:
-            aes[m].load_state_dict(states[m])
-            model.encoders[m].load_state_dict(aes[m].encoder.state_dict())
-        return model
+            ae = Autoencoder(SensorEncoder(m, self.config.embed_dim))
+            ae.load_state_dict(states[m])
+            model.encoders[m].load_state_dict(ae.encoder.state_dict())
 
     # -------------------------------------------------------------- phase 3
-    def bind(self, model: FusionModel) -> list[NodeBinding]:
-        """Phase 3: upload shared-modality embeddings and bind across nodes."""
+    def bind(self, model: FusionModel, kinds: Sequence[str]) -> dict[str, list[NodeBinding]]:
+        """Phase 3: upload shared-modality embeddings once; bind them each way in ``kinds``.
+
+        ``kinds`` holds ``"modality"`` and/or ``"label"``; the report of the first one goes
+        into the results (with its class-similarity and pairing-confusion matrices).
+        """
         cfg = self.config
         shared = cfg.shared_modality
         requests = check_bindable(self._active(), shared)
         uploaders = sorted(
             {r.node_id for r in requests} | {p for r in requests for p in r.partners}
         )
-        by_label = cfg.binding == "label"
         self.progress("binding", 0, 1)
         record = wire.state_to_record(model.state_dict())
         config = self._model_config(
-            modality=shared, labels=by_label, **{"evaluation-labels": self.evaluation_labels}
+            modality=shared,
+            labels="label" in kinds,
+            **{"evaluation-labels": self.evaluation_labels},
         )
         replies = self._send(
             wire.EMBED,
             {n: self._content(config, **{wire.MODEL: record}) for n in uploaders},
         )
+        embeddings: dict[int, NDArray[np.float32]] = {}
         eval_labels: dict[int, NDArray[np.int64]] = {}
         for node_id, content in replies.items():
             arrays = wire.record_to_arrays(content.array_records[wire.EMBEDDINGS])
             labels = arrays.get("labels")
+            embeddings[node_id] = np.asarray(arrays[wire.EMBEDDINGS], np.float32)
             self.service.upload(
                 node_id,
-                np.asarray(arrays[wire.EMBEDDINGS], np.float32),
+                embeddings[node_id],
                 None if labels is None else np.asarray(labels, np.int64),
             )
             if wire.EVAL_LABELS in arrays:
                 eval_labels[node_id] = np.asarray(arrays[wire.EVAL_LABELS], np.int64)
         if set(uploaders) - set(replies):
             requests = check_bindable(self._active(), shared)  # without the dropped nodes
-        bindings = self.service.bind(requests, by=cfg.binding, seed=cfg.seed)
-        self.result.binding = binding_report(bindings, eval_labels)
+        bindings = {kind: self.service.bind(requests, by=kind, seed=cfg.seed) for kind in kinds}
+        primary = bindings[kinds[0]]
+        report: dict[str, Any] = dict(binding_report(primary, eval_labels))
+        report["by"] = kinds[0]
+        if eval_labels and all(b.request.node_id in eval_labels for b in primary):
+            k = self._num_classes
+            true: list[NDArray[np.int64]] = []
+            bound_to: list[NDArray[np.int64]] = []
+            for b in primary:
+                for p in np.unique(b.partner_node_ids):
+                    sel = b.partner_node_ids == p
+                    true.append(eval_labels[b.request.node_id][b.bindings.query_index[sel]])
+                    bound_to.append(eval_labels[int(p)][b.bindings.partner_index[sel]])
+            if true:
+                report["pairing_confusion"] = pairing_confusion(
+                    np.concatenate(true), np.concatenate(bound_to), k
+                ).tolist()
+            pairs = [
+                (embeddings[r.node_id], eval_labels[r.node_id], embeddings[p], eval_labels[p])
+                for r in requests
+                for p in r.partners
+                if r.node_id in embeddings and p in embeddings
+            ]
+            report["class_similarity"] = class_similarity(pairs, k).tolist()
+        self.result.binding = report
         self.progress("binding", 1, 1)
         return bindings
 
     # -------------------------------------------------------------- phase 4
     def partner_features(
-        self, model: FusionModel, bindings: Sequence[NodeBinding]
-    ) -> dict[int, dict[str, NDArray[np.generic]]]:
+        self,
+        models: Mapping[str, FusionModel],
+        tracks: Sequence[MethodSpec],
+        bindings: Mapping[str, Sequence[NodeBinding]],
+    ) -> dict[str, Routed]:
         """Phase 4: partners embed their private modality for bound rows; route to requesters.
 
-        Returns, per requesting node, the arrays of its ``partner`` record:
-        ``<m>.index`` (its own rows), ``<m>.features`` and ``weights``. Rows bound
-        to a partner that dropped out get no feature (the view is masked).
+        One message per partner carries the request of every binding method. Returns,
+        per method and requesting node, the arrays of its ``partner`` record:
+        ``<m>.index`` (its own rows), ``<m>.features`` and ``weights``. Rows bound to a
+        partner that dropped out get no feature (the view is masked).
         """
-        wanted: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-        for b in bindings:
-            for p, row in zip(b.partner_node_ids, b.bindings.partner_index, strict=True):
-                if int(p) not in self._dropped:
-                    wanted[int(p)][b.request.modality].add(int(row))
-        requests = {
-            p: {m: np.asarray(sorted(rows), dtype=np.int64) for m, rows in mods.items()}
-            for p, mods in wanted.items()
-        }
-        record = wire.state_to_record(model.state_dict())
-        replies = self._send(
-            wire.FEATURES,
-            {
-                p: self._content(
-                    self._model_config(),
-                    **{wire.MODEL: record, wire.PARTNER: wire.arrays_to_record(req)},
-                )
-                for p, req in requests.items()
-            },
-        )
-        features = {
-            p: wire.record_to_arrays(c.array_records[wire.FEATURES_KEY]) for p, c in replies.items()
-        }
-        routed: dict[int, dict[str, NDArray[np.generic]]] = {}
+        kind = {t.name: t.binding_kind(self.config.binding) or "" for t in tracks}
+        requests: dict[int, dict[str, dict[str, NDArray[np.int64]]]] = defaultdict(dict)
+        for t in tracks:
+            wanted: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+            for b in bindings[kind[t.name]]:
+                for p, row in zip(b.partner_node_ids, b.bindings.partner_index, strict=True):
+                    if int(p) not in self._dropped:
+                        wanted[int(p)][b.request.modality].add(int(row))
+            for p, mods in wanted.items():
+                requests[p][t.name] = {
+                    m: np.asarray(sorted(rows), dtype=np.int64) for m, rows in mods.items()
+                }
+        contents = {}
+        for p, per_track in requests.items():
+            asked = [t for t in tracks if t.name in per_track]
+            records = self._models_record(models, asked)
+            for name, req in per_track.items():
+                records[wire.track_key(name, wire.PARTNER)] = wire.arrays_to_record(req)
+            contents[p] = self._content(self._model_config(asked), **records)
+        replies = self._send(wire.FEATURES, contents)
+        routed: dict[str, Routed] = {}
+        for t in tracks:
+            key = wire.track_key(t.name, wire.FEATURES_KEY)
+            features = {
+                p: wire.record_to_arrays(c.array_records[key])
+                for p, c in replies.items()
+                if key in c.array_records
+            }
+            routed[t.name] = self._route(t, bindings[kind[t.name]], requests, features)
+        return routed
+
+    def _route(
+        self,
+        track: MethodSpec,
+        bindings: Sequence[NodeBinding],
+        requests: Mapping[int, Mapping[str, Mapping[str, NDArray[np.int64]]]],
+        features: Mapping[int, Mapping[str, NDArray[np.generic]]],
+    ) -> Routed:
+        """Each requesting node's partner record for one method's bindings."""
+        routed: Routed = {}
         for n in self._training_nodes():
             arrays: dict[str, NDArray[np.generic]] = {
                 "weights": tuple_weights(n.num_samples, n.node_id, bindings, self.weighting)
@@ -537,7 +624,8 @@ class Workflow:
                     if int(p) not in features:
                         continue  # the partner dropped out: these rows stay masked
                     sel = b.partner_node_ids == p
-                    pos = np.searchsorted(requests[int(p)][m], b.bindings.partner_index[sel])
+                    asked = requests[int(p)][track.name][m]
+                    pos = np.searchsorted(asked, b.bindings.partner_index[sel])
                     rows.append(b.bindings.query_index[sel].astype(np.int64))
                     feats.append(np.asarray(features[int(p)][m], np.float32)[pos])
                 if rows:
@@ -549,108 +637,151 @@ class Workflow:
     # -------------------------------------------------------------- phase 5
     def align_round(
         self,
-        model: FusionModel,
+        models: Mapping[str, FusionModel],
+        tracks: Sequence[MethodSpec],
         rnd: int,
-        routed: Mapping[int, Mapping[str, NDArray[np.generic]]],
-        *,
-        label: str,
-        oracle: bool,
+        routed: Mapping[str, Routed],
     ) -> None:
-        """One round of phase 5: weighted contrastive training; per-modality FedAvg.
+        """One round of phase 5 for every aligning method: weighted contrastive training.
 
-        Aggregation weights are sample count x binding confidence (DESIGN.md).
+        Each method's model is averaged per modality over the nodes that trained it,
+        weighted by sample count x binding confidence (DESIGN.md). Methods without a
+        binding train on their own modalities only (missing views masked).
         """
         cfg = self.config
-        self.progress(f"{label}: align", rnd, cfg.align_rounds)
-        record = wire.state_to_record(model.state_dict())
-        config = self._model_config(
-            epochs=cfg.align_epochs, seed=cfg.seed * 1000 + rnd, oracle=oracle
-        )
+        self.progress("align", rnd, cfg.align_rounds)
+        config = self._model_config(tracks, epochs=cfg.align_epochs, seed=cfg.seed * 1000 + rnd)
+        records = self._models_record(models, tracks)
         contents = {}
         for n in self._training_nodes():
-            partner = routed.get(n.node_id) or {"weights": np.ones(n.num_samples, np.float32)}
-            contents[n.node_id] = self._content(
-                config, **{wire.MODEL: record, wire.PARTNER: wire.arrays_to_record(partner)}
-            )
+            partners = {
+                wire.track_key(t.name, wire.PARTNER): wire.arrays_to_record(
+                    routed.get(t.name, {}).get(n.node_id)
+                    or {"weights": np.ones(n.num_samples, np.float32)}
+                )
+                for t in tracks
+            }
+            contents[n.node_id] = self._content(config, **records, **partners)
         replies = self._send(wire.ALIGN, contents)
-        state: State = dict(model.state_dict())
-        for m in self._modalities:
-            got: list[tuple[State, float]] = []
-            for c in replies.values():
-                trained = wire.get_str(c.config_records[wire.CONFIG], "trained").split(",")
-                if m in trained:
-                    metrics = c.metric_records[wire.METRICS]
-                    weight = wire.get_float(metrics, "num-samples") * wire.get_float(
-                        metrics, "confidence"
-                    )
-                    got.append((wire.record_to_state(c.array_records[wire.MODEL]), weight))
-            if got and sum(w for _, w in got) > 0:
-                state = average_modality(state, [s for s, _ in got], [w for _, w in got], m)
-        model.load_state_dict(state)
-        losses = [wire.get_float(c.metric_records[wire.METRICS], "loss") for c in replies.values()]
-        if losses:
-            self.result.history[f"{label}.align.loss"].append(float(np.mean(losses)))
+        for t in tracks:
+            model = models[t.name]
+            state: State = dict(model.state_dict())
+            key = wire.track_key(t.name, wire.MODEL)
+            trained = {
+                node: wire.names(c.config_records[wire.CONFIG], f"{t.name}.trained")
+                for node, c in replies.items()
+            }
+            for m in self._modalities:
+                got: list[tuple[State, float]] = []
+                for node, c in replies.items():
+                    if m in trained[node]:
+                        metrics = c.metric_records[wire.METRICS]
+                        weight = wire.get_float(metrics, "num-samples") * wire.get_float(
+                            metrics, f"{t.name}.confidence"
+                        )
+                        got.append((wire.record_to_state(c.array_records[key]), weight))
+                if got and sum(w for _, w in got) > 0:
+                    state = average_modality(state, [s for s, _ in got], [w for _, w in got], m)
+            model.load_state_dict(state)
+            losses = [
+                wire.get_float(c.metric_records[wire.METRICS], f"{t.name}.loss")
+                for c in replies.values()
+            ]
+            if losses:
+                self.result.history[f"{t.name}.align.loss"].append(float(np.mean(losses)))
 
     # -------------------------------------------------------------- phase 6
-    def finetune(self, model: FusionModel, *, label: str) -> None:
-        """Phase 6a: fine-tune on the labelled nodes (FedAvg over ``finetune-rounds``)."""
+    def finetune(self, models: Mapping[str, FusionModel], tracks: Sequence[MethodSpec]) -> None:
+        """Phase 6a: fine-tune every method on the labelled nodes (FedAvg per method)."""
         cfg = self.config
         for rnd in range(cfg.finetune_rounds):
-            self.progress(f"{label}: fine-tune", rnd, cfg.finetune_rounds)
+            self.progress("fine-tune", rnd, cfg.finetune_rounds)
             labelled = [n for n in self._training_nodes() if n.labelled]
-            record = wire.state_to_record(model.state_dict())
             epochs = max(1, cfg.finetune_epochs // cfg.finetune_rounds)
-            config = self._model_config(epochs=epochs, seed=cfg.seed * 1000 + rnd)
+            config = self._model_config(tracks, epochs=epochs, seed=cfg.seed * 1000 + rnd)
+            records = self._models_record(models, tracks)
             replies = self._send(
-                wire.FINETUNE,
-                {n.node_id: self._content(config, **{wire.MODEL: record}) for n in labelled},
+                wire.FINETUNE, {n.node_id: self._content(config, **records) for n in labelled}
             )
             if not replies:
                 raise FederationError("no labelled node answered the fine-tuning round")
-            model.load_state_dict(
-                weighted_average(
-                    [wire.record_to_state(c.array_records[wire.MODEL]) for c in replies.values()],
-                    [
-                        wire.get_float(c.metric_records[wire.METRICS], "num-samples")
-                        for c in replies.values()
-                    ],
+            counts = [
+                wire.get_float(c.metric_records[wire.METRICS], "num-samples")
+                for c in replies.values()
+            ]
+            for t in tracks:
+                key = wire.track_key(t.name, wire.MODEL)
+                models[t.name].load_state_dict(
+                    weighted_average(
+                        [wire.record_to_state(c.array_records[key]) for c in replies.values()],
+                        counts,
+                    )
                 )
-            )
+                losses = [
+                    wire.get_float(c.metric_records[wire.METRICS], f"{t.name}.loss")
+                    for c in replies.values()
+                ]
+                self.result.history[f"{t.name}.finetune.loss"].append(float(np.mean(losses)))
 
-    def evaluate(self, model: FusionModel, *, label: str) -> dict[str, float]:
-        """Phase 6b: the final model on the test nodes (summed confusion matrices)."""
-        self.progress(f"{label}: evaluate", 0, 1)
+    def evaluate(
+        self, models: Mapping[str, FusionModel], tracks: Sequence[MethodSpec]
+    ) -> dict[str, dict[str, float]]:
+        """Phase 6b: every method's final model on the test nodes (summed confusion matrices)."""
+        self.progress("evaluate", 0, 1)
         tests = [n for n in self._active() if not n.trains]
-        record = wire.state_to_record(model.state_dict())
-        replies = self._send(
-            wire.EVALUATE,
-            {n.node_id: self._content(self._model_config(), **{wire.MODEL: record}) for n in tests},
-        )
+        content = self._content(self._model_config(tracks), **self._models_record(models, tracks))
+        replies = self._send(wire.EVALUATE, {n.node_id: content for n in tests})
         if not replies:
             raise FederationError("no test node answered the evaluation")
         k = self._num_classes
-        cm = np.zeros((k, k), dtype=np.int64)
-        for c in replies.values():
-            cm += np.asarray(c.array_records[wire.CONFUSION].to_numpy_ndarrays()[0], np.int64)
-        self.progress(f"{label}: evaluate", 1, 1)
-        return metrics_from_confusion(cm)
+        out: dict[str, dict[str, float]] = {}
+        for t in tracks:
+            cm = np.zeros((k, k), dtype=np.int64)
+            for c in replies.values():
+                record = c.array_records[wire.track_key(t.name, wire.CONFUSION)]
+                cm += np.asarray(record.to_numpy_ndarrays()[0], np.int64)
+            out[t.name] = metrics_from_confusion(cm)
+        self.progress("evaluate", 1, 1)
+        return out
 
     # ------------------------------------------------------------ the steps
-    def _steps(self, method: str) -> list[str]:
-        """The checkpointed steps of a method, in order."""
-        align = [f"align.{r}" for r in range(self.config.align_rounds)]
-        if method == "lower_bound":
-            return ["finetune", "evaluate"]
-        if method == "mmbind":
-            return ["pretrain", "binding", *align, "finetune", "evaluate"]
-        return ["pretrain", *align, "finetune", "evaluate"]
+    def _tracks(self) -> list[MethodSpec]:
+        """The methods this run trains, in the config's order (unrunnable ones skipped)."""
+        tracks = []
+        for method in self.config.methods:
+            spec = SPECS[method]
+            if spec.oracle and self._unpaired:
+                reason = (
+                    f"nodes {', '.join(sorted(self._unpaired))} hold no naturally paired data "
+                    "(start them with mmbind-client --paired-data)"
+                )
+                self.result.skipped[method] = reason
+                self.event({"kind": "skipped", "method": method, "reason": reason})
+                log.warning("skipping %s: %s", method, reason)
+                continue
+            tracks.append(spec)
+        return tracks
 
-    def _phase_of(self, method: str, step: str) -> str:
-        base = step.split(".")[0]
-        return base if method == "mmbind" else f"{method}.{base}"
+    def _steps(self, tracks: Sequence[MethodSpec]) -> list[str]:
+        """The checkpointed steps of the run, in order."""
+        steps = []
+        if any(t.pretrain for t in tracks):
+            steps.append("pretrain")
+        if any(t.binding for t in tracks):
+            steps.append("binding")
+        if any(t.align for t in tracks):
+            steps += [f"align.{r}" for r in range(self.config.align_rounds)]
+        return [*steps, "finetune", "evaluate"]
+
+    def _binding_kinds(self, tracks: Sequence[MethodSpec]) -> list[str]:
+        kinds = [t.binding_kind(self.config.binding) for t in tracks]
+        return list(dict.fromkeys(k for k in kinds if k))
 
     def _save(
-        self, step: str, model: FusionModel | None, bindings: Sequence[NodeBinding] | None
+        self,
+        step: str,
+        models: Mapping[str, FusionModel],
+        bindings: Mapping[str, Sequence[NodeBinding]] | None,
     ) -> None:
         """Checkpoint a finished step (only while this attempt still owns the run)."""
         self.check_owner()
@@ -665,10 +796,10 @@ class Workflow:
             config=self.config.to_flower(),
         )
         names = {i: n.role for i, n in self._nodes.items()}
-        if model is not None:
-            self.store.put_blob(self.run_id, MODEL_BLOB, state_to_bytes(model.state_dict()))
-        if bindings is not None:
-            self.store.put_blob(self.run_id, BINDINGS_BLOB, bindings_to_bytes(bindings, names))
+        flat = {f"{t}/{k}": v for t, model in models.items() for k, v in model.state_dict().items()}
+        self.store.put_blob(self.run_id, MODEL_BLOB, state_to_bytes(flat))
+        for kind, bound in (bindings or {}).items():
+            self.store.put_blob(self.run_id, bindings_blob(kind), bindings_to_bytes(bound, names))
         self.store.put_checkpoint(self.run_id, cp.to_dict())
 
     def _restore(self) -> Checkpoint | None:
@@ -687,9 +818,33 @@ class Workflow:
         self.result.resumed_from = cp.step
         return cp
 
+    def _restore_state(
+        self, models: Mapping[str, FusionModel], kinds: Sequence[str], bound: bool
+    ) -> dict[str, list[NodeBinding]]:
+        """Load the checkpointed models (and bindings, once ``bound``) into a resumed run."""
+        blob = self.store.blob(self.run_id, MODEL_BLOB)
+        if blob is None:
+            raise FederationError("the checkpoint lacks the model state it refers to")
+        flat = state_from_bytes(blob)
+        for name, model in models.items():
+            prefix = f"{name}/"
+            model.load_state_dict(
+                {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
+            )
+        if not bound:
+            return {}
+        ids = {n.role: i for i, n in self._nodes.items()}
+        bindings = {}
+        for kind in kinds:
+            data = self.store.blob(self.run_id, bindings_blob(kind))
+            if data is None:
+                raise FederationError(f"the checkpoint lacks the {kind} bindings it refers to")
+            bindings[kind] = bindings_from_bytes(data, ids)
+        return bindings
+
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:
-        """All requested methods, sharing phase 1; resumable step by step."""
+        """Every requested method, in lockstep; resumable step by step."""
         start = time.perf_counter()
         self._claim()
         cp = self._restore() if self.config.resume else None
@@ -699,84 +854,59 @@ class Workflow:
             )
         with self._phase("manifest"):
             self.manifest()
-        ids = {n.role: i for i, n in self._nodes.items()}
-        resume_method, _, resume_step = cp.step.partition(".") if cp else ("", "", "")
-        for method in self.config.methods:
-            if method in self.result.methods:
-                continue  # finished before the restart
-            if method == "upper_bound" and self._unpaired:
-                reason = (
-                    f"nodes {', '.join(sorted(self._unpaired))} hold no naturally paired data "
-                    "(start them with mmbind-client --paired-data)"
-                )
-                self.result.skipped[method] = reason
-                self.store.append_event(
-                    self.run_id, {"kind": "skipped", "method": method, "reason": reason}
-                )
-                log.warning("skipping %s: %s", method, reason)
+        tracks = self._tracks()
+        steps = self._steps(tracks)
+        kinds = self._binding_kinds(tracks)
+        models = {t.name: self._new_model(t) for t in tracks}
+        bindings: dict[str, list[NodeBinding]] = {}
+        done = -1
+        if cp is not None and cp.step in steps:
+            done = steps.index(cp.step)
+            bound = "binding" in steps and done >= steps.index("binding")
+            bindings = self._restore_state(models, kinds, bound)
+            log.info("resuming after step %s", cp.step)
+        routed: dict[str, Routed] | None = None
+        for index, step in enumerate(steps):
+            if index <= done:
                 continue
-            t0 = time.perf_counter()
-            steps = self._steps(method)
-            model: FusionModel | None = None
-            bindings: list[NodeBinding] | None = None
-            done = -1
-            if method == resume_method and resume_step in steps:
-                done = steps.index(resume_step)
-                model = self._new_model()
-                blob = self.store.blob(self.run_id, MODEL_BLOB)
-                if blob is not None:
-                    model.load_state_dict(state_from_bytes(blob))
-                if method == "mmbind" and done >= steps.index("binding"):
-                    data = self.store.blob(self.run_id, BINDINGS_BLOB)
-                    if data is None:
-                        raise FederationError("the checkpoint lacks the bindings it refers to")
-                    bindings = bindings_from_bytes(data, ids)
-                log.info("resuming %s after step %s", method, resume_step)
-            routed: dict[int, dict[str, NDArray[np.generic]]] | None = None
-            metrics: dict[str, float] = {}
-            for index, step in enumerate(steps):
-                if index <= done:
-                    continue
-                with self._phase(self._phase_of(method, step)):
-                    if step == "pretrain":
-                        model = self.pretrain(oracle=method == "upper_bound", label=method)
-                    elif step == "binding":
-                        bindings = self.bind(_require(model))
-                    elif step.startswith("align."):
-                        rnd = int(step.split(".")[1])
-                        if bindings and (routed is None or rnd % self.config.refresh_every == 0):
-                            with self._phase("partner_features"):
-                                routed = self.partner_features(_require(model), bindings)
-                        self.align_round(
-                            _require(model),
-                            rnd,
-                            routed or {},
-                            label=method,
-                            oracle=method == "upper_bound",
+            phase, _, number = step.partition(".")
+            with self._phase(phase):
+                if step == "pretrain":
+                    streams = list(dict.fromkeys(t.pretrain for t in tracks if t.pretrain))
+                    states = self.pretrain(streams)
+                    for t in tracks:
+                        if t.pretrain:
+                            self._load_encoders(models[t.name], states[t.pretrain])
+                elif step == "binding":
+                    first = next(t for t in tracks if t.binding)
+                    bindings = self.bind(models[first.name], kinds)
+                elif phase == "align":
+                    rnd = int(number)
+                    aligning = [t for t in tracks if t.align]
+                    binders = [t for t in aligning if t.binding]
+                    if binders and (routed is None or rnd % self.config.refresh_every == 0):
+                        with self._phase("partner_features"):
+                            routed = self.partner_features(models, binders, bindings)
+                    self.align_round(models, aligning, rnd, routed or {})
+                elif step == "finetune":
+                    self.finetune(models, tracks)
+                else:
+                    for name, metrics in self.evaluate(models, tracks).items():
+                        metrics["seconds"] = time.perf_counter() - start
+                        self.result.methods[name] = metrics
+                        log.info(
+                            "%s: accuracy %.4f, macro-F1 %.4f",
+                            name,
+                            metrics["accuracy"],
+                            metrics["macro_f1"],
                         )
-                    elif step == "finetune":
-                        model = model or self._new_model()
-                        self.finetune(model, label=method)
-                    else:
-                        metrics = self.evaluate(_require(model), label=method)
-                        metrics["seconds"] = time.perf_counter() - t0
-                        self.result.methods[method] = metrics
-                self._save(f"{method}.{step}", model, bindings if step == "binding" else None)
-            log.info(
-                "%s: accuracy %.4f, macro-F1 %.4f", method, metrics["accuracy"], metrics["macro_f1"]
-            )
+            self._save(step, models, bindings if step == "binding" else None)
         self.result.phases["total"] = time.perf_counter() - start
         self.result.traffic = {
             self._nodes[i].role if i in self._nodes else str(i): {"received": r, "sent": s}
             for i, (r, s) in self._traffic.items()
         }
         return self.result
-
-
-def _require(model: FusionModel | None) -> FusionModel:
-    if model is None:  # the step order makes this unreachable; keep mypy and readers honest
-        raise FederationError("internal error: a step ran before the model existed")
-    return model
 
 
 def _content_bytes(content: RecordDict) -> int:
