@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.io
-import scipy.signal
 from numpy.typing import NDArray
 
 from mmbind.errors import ConfigError, DataError
@@ -155,6 +153,8 @@ def _scan(folder: Path, suffix: str) -> dict[SampleKey, Path]:
 
 def _read_array(path: Path, key: str) -> NDArray[np.float64]:
     try:
+        import scipy.io  # lazily: only a cache miss reads .mat files
+
         mat = scipy.io.loadmat(str(path), variable_names=[key])
     except Exception as exc:  # scipy raises many types for corrupt files
         raise DataError(f"cannot read {path} as a MATLAB .mat file: {exc}") from exc
@@ -178,6 +178,8 @@ def _parse_inertial(path: Path) -> dict[str, NDArray[np.float32]]:
             "= acc xyz then gyro xyz"
         )
     window = get_modality("acc").window
+    import scipy.signal  # lazily: importing it costs ~1 s per ClientApp process
+
     res = scipy.signal.resample(arr, window, axis=0).astype(np.float32)
     return {"acc": np.ascontiguousarray(res[:, :3]), "gyro": np.ascontiguousarray(res[:, 3:])}
 
@@ -190,6 +192,8 @@ def _parse_skeleton(path: Path) -> dict[str, NDArray[np.float32]]:
         )
     frames = arr.transpose(2, 0, 1).reshape(arr.shape[2], _NUM_JOINTS * 3)  # joint-major
     window = get_modality("skeleton").window
+    import scipy.signal
+
     return {"skeleton": scipy.signal.resample(frames, window, axis=0).astype(np.float32)}
 
 

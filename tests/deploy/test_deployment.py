@@ -139,7 +139,7 @@ def test_coordinator_restart_resumes_from_checkpoint(
 
     def bound() -> bool:
         cp = store.checkpoint(run_id)
-        return cp is not None and cp["step"] == "mmbind.binding"
+        return cp is not None and cp["step"] == "binding"
 
     wait_for(bound, 300, "the binding checkpoint")
     # Execute: the coordinator crashes, comes back, and the run is resumed
@@ -152,11 +152,11 @@ def test_coordinator_restart_resumes_from_checkpoint(
     # Assert: finished, resumed after binding, and no phase ran twice
     assert code == 0, stderr[-3000:]
     results = json.loads((tmp_path / "second" / "results.json").read_text())
-    assert results["resumed_from"] == "mmbind.binding"
+    assert results["resumed_from"] == "binding"
     assert results["run_id"] == run_id
     assert "mmbind" in results["methods"]
     progress = [e.data for e in store.events(run_id) if e.kind == "progress"]
     starts = [(p["label"], p["step"]) for p in progress if p["step"] == 0]
-    assert starts.count(("mmbind: pretrain", 0)) == 1
+    assert starts.count(("pretrain", 0)) == 1
     assert starts.count(("binding", 0)) == 1
-    assert starts.count(("mmbind: align", 0)) == 1
+    assert starts.count(("align", 0)) == 1
