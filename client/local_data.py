@@ -52,6 +52,32 @@ def simulation_plan(config: RunConfig) -> list[NodePlan]:
     return plan_nodes(SUBJECTS, split=config.split, nodes_per_role=config.nodes_per_role)
 
 
+def _plan_node(config: RunConfig, plan: NodePlan, full: MultimodalDataset) -> LocalNode:
+    """The :class:`LocalNode` of one planned node, cut out of the whole dataset ``full``."""
+    own = node_dataset(plan, full)
+    # The same samples with every modality: the upper bound's naturally paired data.
+    oracle = node_dataset(replace(plan, role=replace(plan.role, modalities=ALL_MODALITIES)), full)
+    log.debug("node %d: role %s, %d samples", plan.node, plan.role.name, len(own))
+    return LocalNode(
+        plan.role.name,
+        own,
+        config,
+        labelled=plan.role.labelled,
+        trains=plan.role.trains,
+        oracle=oracle,
+    )
+
+
+def simulated_nodes(config: RunConfig) -> list[LocalNode]:
+    """Every node of a simulated federation, in partition-id order.
+
+    The dataset is loaded once; the nodes are fresh objects (not the per-process cache the
+    simulated ClientApps share), so a caller may install its own normalisation on them.
+    """
+    full = load_dataset(config)
+    return [_plan_node(config, plan, full) for plan in simulation_plan(config)]
+
+
 @lru_cache(maxsize=16)
 def _simulated_node(config: RunConfig, partition_id: int) -> LocalNode:
     plans = simulation_plan(config)
@@ -61,20 +87,7 @@ def _simulated_node(config: RunConfig, partition_id: int) -> LocalNode:
             f"(4 roles x nodes-per-role {config.nodes_per_role}); run the simulation "
             f"with {len(plans)} nodes"
         )
-    plan = plans[partition_id]
-    full = load_dataset(config)
-    own = node_dataset(plan, full)
-    # The same samples with every modality: the upper bound's naturally paired data.
-    oracle = node_dataset(replace(plan, role=replace(plan.role, modalities=ALL_MODALITIES)), full)
-    log.debug("node %d: role %s, %d samples", partition_id, plan.role.name, len(own))
-    return LocalNode(
-        plan.role.name,
-        own,
-        config,
-        labelled=plan.role.labelled,
-        trains=plan.role.trains,
-        oracle=oracle,
-    )
+    return _plan_node(config, plans[partition_id], load_dataset(config))
 
 
 @dataclass(frozen=True)

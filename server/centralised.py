@@ -1,0 +1,517 @@
+"""A centralised MMBind run: every training node's data pooled on one machine.
+
+The MMBind paper trains on one machine with all data at hand (Ouyang et al., "MMBind",
+SenSys 2025). :func:`run_centralised` runs the pipeline of
+:class:`~mmbind.server.workflow.Workflow` on the same split, seed, label budget and recipe
+as the federated run its :class:`~mmbind.run_config.RunConfig` describes, but in one process,
+with no Flower and no FedAvg, so that the cost of federation is a measured number.
+
+How each phase is pooled
+------------------------
+1. Normalisation: per-channel moments merged over every training node (what the federated
+   manifest phase computes), installed on every node.
+2. Pretraining: one autoencoder per modality trained on the concatenation of every training
+   node's windows of that modality; ``pretrain_rounds`` calls of ``pretrain_epochs`` epochs each
+   (seed ``seed * 1000 + round``, a fresh Adam per round, as in a federated round).
+3. Binding: unchanged, as it must be: each node embeds its shared-modality windows
+   (:meth:`LocalNode.embed` standardises over the node's own samples) and the in-process
+   :class:`~mmbind.server.binding_service.BindingService` binds across nodes; pairing accuracy
+   from evaluation labels.
+4. Partner features: the partner node's projected embedding of its private modality for each
+   bound row, from (a copy of) the current model; refreshed every ``refresh_every`` rounds.
+5. Alignment: training nodes holding the same modality set are pooled into one set of
+   pseudo-complete tuples (own windows, partner features, tuple weights concatenated).
+   :func:`mmbind.binding.training.align` needs every own modality for every sample of a call,
+   so sets with different modalities (paper layout: A acc+skeleton, B acc+gyro, C
+   skeleton+gyro) cannot share a batch: every epoch trains one epoch on each set in turn
+   (A, then B, then C) on the one model, ``align_rounds * align_epochs`` epochs in all. No
+   averaging takes place; each one-epoch call starts a fresh AdamW (optimizer state is not
+   carried from one call to the next).
+6. Fine-tuning on the pooled labelled rows (each labelled node's seeded label-budget subset)
+   for ``finetune_epochs`` epochs; evaluation on every test node (confusion matrices summed).
+   Nothing is selected on the test set.
+
+``config.methods`` is not consulted: this is the MMBind method only.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from mmbind.binding.autoencoder import Autoencoder
+from mmbind.binding.encoders import SensorEncoder
+from mmbind.binding.fusion import FusionModel
+from mmbind.binding.training import pretrain_autoencoder
+from mmbind.binding.weights import get_weighting
+from mmbind.client.data.dataset import MultimodalDataset
+from mmbind.client.data.normalization import ChannelMoments
+from mmbind.client.local_data import simulated_nodes
+from mmbind.client.node import LocalNode, PartnerView
+from mmbind.errors import BindingError, DataError
+from mmbind.modalities import REGISTRY
+from mmbind.run_config import RunConfig
+from mmbind.server.binding_service import (
+    BindingService,
+    NodeBinding,
+    NodeManifest,
+    binding_report,
+    check_bindable,
+    tuple_weights,
+)
+from mmbind.server.results import metrics_from_confusion
+from mmbind.server.store import InMemoryBindingStore
+
+__all__ = [
+    "LABEL",
+    "bind_nodes",
+    "normalised_nodes",
+    "partner_views",
+    "pretrain_pooled",
+    "run_centralised",
+]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+"""``progress(label, step, total)``: called as phases and rounds advance."""
+
+Stats = dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]]
+"""Per modality, the per-channel mean and std, ``(C,)`` float32 each."""
+
+LABEL = "centralised"
+"""Prefix of the history keys and progress labels of a centralised run."""
+
+
+def _silent(label: str, step: int, total: int) -> None:
+    """The default progress callback: does nothing."""
+
+
+# ------------------------------------------------------------------ nodes and layout
+def _manifests(nodes: Sequence[LocalNode]) -> list[NodeManifest]:
+    """What each node would report in phase 1; node ids are the partition ids (list index)."""
+    return [
+        NodeManifest(
+            node_id=i,
+            role=n.role,
+            modalities=n.modalities,
+            num_samples=len(n.data),
+            labelled=n.labelled,
+            trains=n.trains,
+            num_classes=int(n.data.num_classes),
+        )
+        for i, n in enumerate(nodes)
+    ]
+
+
+def _check_layout(nodes: Sequence[LocalNode], config: RunConfig) -> None:
+    """Refuse, before any training, a layout the federated coordinator would refuse.
+
+    Raises
+    ------
+    DataError
+        Nodes disagree on the number of classes.
+    BindingError
+        No labelled training node, no test node, a test modality no training node holds,
+        or no two training nodes can bind through ``config.shared_modality``.
+    """
+    classes = {int(n.data.num_classes) for n in nodes}
+    if len(classes) != 1:
+        raise DataError(f"nodes disagree on the number of classes: {sorted(classes)}")
+    if not any(n.labelled and n.trains for n in nodes):
+        raise BindingError("no labelled node: fine-tuning needs at least one labelled node")
+    if not any(not n.trains for n in nodes):
+        raise BindingError("no test node: evaluation needs at least one test node")
+    trained = {m for n in nodes if n.trains for m in n.modalities}
+    missing = {m for n in nodes if not n.trains for m in n.modalities} - trained
+    if missing:
+        raise BindingError(
+            f"test nodes hold {sorted(missing)}, which no training node holds: "
+            "the model could never learn them"
+        )
+    check_bindable(_manifests(nodes), config.shared_modality)
+
+
+def _model_modalities(nodes: Sequence[LocalNode]) -> tuple[str, ...]:
+    """Every modality any node holds, in registry order (the federated model's layout)."""
+    held = {m for n in nodes for m in n.modalities}
+    return tuple(m for m in REGISTRY if m in held)
+
+
+def normalised_nodes(config: RunConfig) -> tuple[list[LocalNode], Stats]:
+    """The simulated federation's nodes, checked, with the pooled normalisation installed.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run (dataset, split, ``nodes_per_role``, shared modality, ...).
+
+    Returns
+    -------
+    nodes : list of LocalNode
+        In partition-id order (paper layout: A, B, C, test for ``nodes_per_role = 1``).
+    stats : dict
+        Per modality, the mean and std ``(C,)`` over every training node's windows.
+
+    Raises
+    ------
+    ConfigError, DataError
+        The data cannot be loaded.
+    BindingError
+        The layout cannot run MMBind (see :func:`run_centralised`).
+    """
+    nodes = simulated_nodes(config)
+    _check_layout(nodes, config)
+    moments: dict[str, list[ChannelMoments]] = defaultdict(list)
+    for n in nodes:
+        if n.trains:
+            for m, mo in n.manifest()[1].items():
+                moments[m].append(mo)
+    stats: Stats = {}
+    for m, parts in moments.items():
+        merged = ChannelMoments.sum(parts)
+        stats[m] = (merged.mean.astype(np.float32), merged.std.astype(np.float32))
+    for n in nodes:
+        n.set_normalization(stats)
+    return nodes, stats
+
+
+def _concat(parts: Sequence[MultimodalDataset]) -> MultimodalDataset:
+    """One dataset of the samples of ``parts`` in order; all must hold the same modalities."""
+    if not parts:
+        raise DataError("nothing to pool: no dataset given")
+    first = parts[0]
+    for p in parts[1:]:
+        if set(p.modalities) != set(first.modalities):
+            raise DataError(
+                f"cannot pool datasets holding {', '.join(first.modalities)} and "
+                f"{', '.join(p.modalities)}"
+            )
+    return MultimodalDataset(
+        windows={m: np.concatenate([p.windows[m] for p in parts]) for m in first.modalities},
+        labels=np.concatenate([p.labels for p in parts]),
+        subjects=np.concatenate([p.subjects for p in parts]),
+        trials=np.concatenate([p.trials for p in parts]),
+        num_classes=first.num_classes,
+        class_names=first.class_names,
+    )
+
+
+# ------------------------------------------------------------------ phase 2
+def pretrain_pooled(
+    nodes: Sequence[LocalNode],
+    config: RunConfig,
+    *,
+    history: dict[str, list[float]] | None = None,
+    progress: Progress | None = None,
+) -> FusionModel:
+    """Phase 2, pooled: one autoencoder per modality over every training node's windows.
+
+    Parameters
+    ----------
+    nodes : sequence of LocalNode
+        Normalised nodes (:func:`normalised_nodes`).
+    config : RunConfig
+        ``seed``, ``embed_dim``, ``proj_dim``, ``pretrain_rounds``, ``pretrain_epochs``,
+        ``batch_size`` and ``pretrain_lr`` are used.
+    history : dict, optional
+        Receives the last-epoch reconstruction loss of each round under
+        ``"centralised.pretrain.<m>"``.
+    progress : callable, optional
+        ``progress(label, step, total)``.
+
+    Returns
+    -------
+    FusionModel
+        Initialised as the federated coordinator does (``torch.manual_seed(seed * 1000)``),
+        with every encoder taken from its pretrained autoencoder.
+    """
+    cfg = config
+    report = progress or _silent
+    modalities = _model_modalities(nodes)
+    train = [n for n in nodes if n.trains]
+    torch.manual_seed(cfg.seed)
+    aes = {m: Autoencoder(SensorEncoder(m, cfg.embed_dim)) for m in modalities}
+    pooled = {
+        m: torch.cat([n.tensor(m) for n in train if m in n.modalities]) for m in modalities
+    }  # (N_m, T, C) per modality, N_m = samples of the training nodes holding m
+    for rnd in range(cfg.pretrain_rounds):
+        report(f"{LABEL}: pretrain", rnd, cfg.pretrain_rounds)
+        for m, ae in aes.items():
+            loss = pretrain_autoencoder(
+                ae,
+                pooled[m],
+                epochs=cfg.pretrain_epochs,
+                batch_size=cfg.batch_size,
+                lr=cfg.pretrain_lr,
+                seed=cfg.seed * 1000 + rnd,
+            )
+            if history is not None:
+                history[f"{LABEL}.pretrain.{m}"].append(float(loss))
+    report(f"{LABEL}: pretrain", cfg.pretrain_rounds, cfg.pretrain_rounds)
+    torch.manual_seed(cfg.seed * 1000)
+    model = FusionModel(modalities, cfg.embed_dim, cfg.proj_dim, int(nodes[0].data.num_classes))
+    for m in modalities:
+        model.encoders[m].load_state_dict(aes[m].encoder.state_dict())
+    return model
+
+
+# ------------------------------------------------------------------ phases 3 and 4
+def bind_nodes(
+    nodes: Sequence[LocalNode], model: FusionModel, config: RunConfig
+) -> tuple[list[NodeBinding], dict[str, float | int]]:
+    """Phase 3: shared-modality embeddings bound across nodes by the in-process service.
+
+    Parameters
+    ----------
+    nodes : sequence of LocalNode
+        Normalised nodes; node ids of the bindings are their list positions.
+    model : FusionModel
+        The pretrained model whose shared-modality encoder embeds.
+    config : RunConfig
+        ``shared_modality``, ``binding`` (``"modality"`` or ``"label"``) and ``seed``.
+
+    Returns
+    -------
+    bindings : list of NodeBinding
+        One per (node, lacking modality) request of the binding plan.
+    report : dict
+        ``pairs``, ``mean_similarity`` and ``pairing_accuracy`` (from evaluation labels).
+
+    Raises
+    ------
+    BindingError
+        No two training nodes can bind through the shared modality.
+    """
+    shared = config.shared_modality
+    manifests = _manifests(nodes)
+    requests = check_bindable(manifests, shared)
+    service = BindingService(InMemoryBindingStore(), LABEL)
+    for manifest in manifests:
+        service.register(manifest)
+    uploaders = sorted({r.node_id for r in requests} | {p for r in requests for p in r.partners})
+    eval_labels: dict[int, NDArray[np.int64]] = {}
+    for i in uploaders:
+        node = nodes[i]
+        labels = node.label_ids() if config.binding == "label" else None
+        service.upload(i, node.embed(model, shared), labels)
+        eval_labels[i] = node.evaluation_labels()
+    bindings = service.bind(requests, by=config.binding, seed=config.seed)
+    return bindings, binding_report(bindings, eval_labels)
+
+
+def partner_views(
+    nodes: Sequence[LocalNode], model: FusionModel, bindings: Sequence[NodeBinding]
+) -> dict[int, dict[str, PartnerView]]:
+    """Phase 4: each binding's partner features, per requesting node and lacking modality.
+
+    The partner computes them with a copy of ``model``, as a federated partner does with the
+    global model it receives (``model`` itself is left untouched).
+
+    Returns
+    -------
+    dict
+        ``{node_id: {modality: PartnerView}}``; a view's ``index`` ``(P,)`` are the
+        requester's rows and its ``features`` ``(P, proj_dim)`` the partner's embeddings.
+    """
+    snapshot = copy.deepcopy(model)
+    out: dict[int, dict[str, PartnerView]] = defaultdict(dict)
+    for b in bindings:
+        m = b.request.modality
+        partner_ids = b.partner_node_ids
+        rows: list[NDArray[np.int64]] = []
+        feats: list[NDArray[np.float32]] = []
+        for p in np.unique(partner_ids):
+            sel = partner_ids == p
+            rows.append(b.bindings.query_index[sel].astype(np.int64))
+            feats.append(nodes[int(p)].features(snapshot, m, b.bindings.partner_index[sel]))
+        if rows:
+            out[b.request.node_id][m] = PartnerView(np.concatenate(rows), np.concatenate(feats))
+    return dict(out)
+
+
+# ------------------------------------------------------------------ phase 5
+class _Pool:
+    """Training nodes holding one modality set, pooled into one node's worth of tuples."""
+
+    def __init__(self, ids: Sequence[int], nodes: Sequence[LocalNode], config: RunConfig) -> None:
+        self.ids = tuple(ids)
+        members = [nodes[i] for i in self.ids]
+        self.node = LocalNode(
+            f"{LABEL}:{'+'.join(members[0].modalities)}",
+            _concat([n.data for n in members]),
+            config,
+            labelled=False,
+        )
+        sizes = [len(n.data) for n in members]
+        self.offsets = dict(zip(self.ids, np.cumsum([0, *sizes[:-1]]).tolist(), strict=True))
+
+    def views(self, per_node: Mapping[int, Mapping[str, PartnerView]]) -> dict[str, PartnerView]:
+        """The members' partner views with their rows shifted into the pooled numbering."""
+        index: dict[str, list[NDArray[np.int64]]] = defaultdict(list)
+        feats: dict[str, list[NDArray[np.float32]]] = defaultdict(list)
+        for i in self.ids:
+            for m, view in per_node.get(i, {}).items():
+                index[m].append(view.index + self.offsets[i])
+                feats[m].append(view.features)
+        return {m: PartnerView(np.concatenate(index[m]), np.concatenate(feats[m])) for m in index}
+
+
+def _align_pooled(
+    nodes: Sequence[LocalNode],
+    model: FusionModel,
+    bindings: Sequence[NodeBinding],
+    config: RunConfig,
+    stats: Stats,
+    *,
+    history: dict[str, list[float]],
+    progress: Progress,
+) -> None:
+    """Phase 5, pooled: ``align_rounds * align_epochs`` epochs over the modality-set pools."""
+    cfg = config
+    weighting = get_weighting(cfg.weighting)
+    by_set: dict[frozenset[str], list[int]] = defaultdict(list)
+    for i, n in enumerate(nodes):
+        if n.trains:
+            by_set[frozenset(n.modalities)].append(i)
+    pools = [_Pool(ids, nodes, cfg) for ids in by_set.values()]
+    weights: list[NDArray[np.float32]] = []
+    for pool in pools:
+        pool.node.set_normalization(stats)
+        weights.append(
+            np.concatenate(
+                [tuple_weights(len(nodes[i].data), i, bindings, weighting) for i in pool.ids]
+            )
+        )
+    total = sum(len(pool.node.data) for pool in pools)
+    views: list[dict[str, PartnerView]] | None = None
+    for rnd in range(cfg.align_rounds):
+        progress(f"{LABEL}: align", rnd, cfg.align_rounds)
+        if bindings and (views is None or rnd % cfg.refresh_every == 0):
+            per_node = partner_views(nodes, model, bindings)
+            views = [pool.views(per_node) for pool in pools]
+        loss = 0.0
+        for epoch in range(cfg.align_epochs):
+            loss = 0.0
+            for k, pool in enumerate(pools):
+                part = pool.node.align(
+                    model,
+                    views[k] if views else {},
+                    weights[k],
+                    epochs=1,
+                    seed=cfg.seed * 1000 + rnd * cfg.align_epochs + epoch,
+                )
+                loss += part * len(pool.node.data) / total
+        history[f"{LABEL}.align.loss"].append(loss)
+    progress(f"{LABEL}: align", cfg.align_rounds, cfg.align_rounds)
+
+
+# ------------------------------------------------------------------ phase 6
+def _finetune_pooled(
+    nodes: Sequence[LocalNode], model: FusionModel, config: RunConfig, stats: Stats
+) -> float:
+    """Phase 6a: fine-tune on every labelled node's label-budget rows, pooled."""
+    labelled = [n for n in nodes if n.trains and n.labelled]
+    pooled = _concat([n.data.select(n.labelled_subset()) for n in labelled])
+    # The label budget was applied per node above, as each federated node applies it.
+    node = LocalNode(
+        f"{LABEL}:labelled",
+        pooled,
+        config.model_copy(update={"label_budget": 0}),
+        labelled=True,
+    )
+    node.set_normalization(stats)
+    return node.finetune(model, epochs=config.finetune_epochs, seed=config.seed * 1000)
+
+
+def _evaluate(nodes: Sequence[LocalNode], model: FusionModel) -> dict[str, float]:
+    """Phase 6b: accuracy, macro-F1 and sample count over every test node."""
+    tests = [n for n in nodes if not n.trains]
+    k = int(tests[0].data.num_classes)
+    cm = np.zeros((k, k), dtype=np.int64)
+    for n in tests:
+        cm += n.confusion(model)
+    return metrics_from_confusion(cm)
+
+
+# ------------------------------------------------------------------ the run
+def run_centralised(config: RunConfig, *, progress: Progress | None = None) -> dict[str, Any]:
+    """MMBind with every training node's data pooled in one process (no Flower, no FedAvg).
+
+    Same nodes (:func:`~mmbind.client.local_data.simulated_nodes`: dataset, split,
+    ``nodes_per_role``), seed, label budget and recipe as the federated run that ``config``
+    describes; see the module docstring for how each phase is pooled. The number of torch
+    threads is left to the caller.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The federated run to mirror.
+    progress : callable, optional
+        ``progress(label, step, total)``, labels ``"centralised: <phase>"``.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``macro_f1`` (floats in [0, 1]) and ``test_samples`` (float) on the test
+        nodes; ``seconds``: wall time of phases 2-6 (data loading excluded, as in a federated
+        run's per-method seconds); ``binding``: ``{"pairs": int, "pairing_accuracy": float or
+        None, "mean_similarity": float or None}``; ``history``: ``{name: [float]}`` with
+        ``"centralised.pretrain.<m>"`` and ``"centralised.align.loss"`` (one entry per round,
+        the loss of its last epoch) and ``"centralised.finetune.loss"`` (last epoch).
+
+    Raises
+    ------
+    ConfigError, DataError
+        The data cannot be loaded or pooled.
+    BindingError
+        No labelled or test node, a test modality no training node holds, or no two training
+        nodes can bind through ``config.shared_modality``.
+    """
+    report = progress or _silent
+    get_weighting(config.weighting)  # an unknown weighting fails before any training
+    report(f"{LABEL}: load", 0, 1)
+    nodes, stats = normalised_nodes(config)
+    report(f"{LABEL}: load", 1, 1)
+    start = time.perf_counter()
+    history: dict[str, list[float]] = defaultdict(list)
+    model = pretrain_pooled(nodes, config, history=history, progress=report)
+    report(f"{LABEL}: binding", 0, 1)
+    bindings, binding = bind_nodes(nodes, model, config)
+    report(f"{LABEL}: binding", 1, 1)
+    _align_pooled(nodes, model, bindings, config, stats, history=history, progress=report)
+    report(f"{LABEL}: fine-tune", 0, 1)
+    history[f"{LABEL}.finetune.loss"].append(_finetune_pooled(nodes, model, config, stats))
+    report(f"{LABEL}: evaluate", 0, 1)
+    metrics = _evaluate(nodes, model)
+    report(f"{LABEL}: evaluate", 1, 1)
+    seconds = time.perf_counter() - start
+    pairing = binding.get("pairing_accuracy")
+    similarity = binding.get("mean_similarity")
+    log.info(
+        "centralised MMBind: accuracy %.4f, macro-F1 %.4f, pairing accuracy %s, %.1f s",
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        "n/a" if pairing is None else f"{pairing:.4f}",
+        seconds,
+    )
+    return {
+        "accuracy": float(metrics["accuracy"]),
+        "macro_f1": float(metrics["macro_f1"]),
+        "test_samples": float(metrics["test_samples"]),
+        "seconds": seconds,
+        "binding": {
+            "pairs": int(binding.get("pairs", 0)),
+            "pairing_accuracy": None if pairing is None else float(pairing),
+            "mean_similarity": None if similarity is None else float(similarity),
+        },
+        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+    }

@@ -1,0 +1,150 @@
+"""The centralised MMBind run: every training node's data pooled in one process."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from mmbind.binding.pairing import bind_by_modality, pairing_accuracy
+from mmbind.client.local_data import node_from_context, simulated_nodes
+from mmbind.errors import BindingError
+from mmbind.run_config import RunConfig
+from mmbind.server.centralised import (
+    bind_nodes,
+    normalised_nodes,
+    pretrain_pooled,
+    run_centralised,
+)
+
+TINY = {
+    "pretrain_rounds": 1,
+    "pretrain_epochs": 1,
+    "align_rounds": 1,
+    "align_epochs": 1,
+    "finetune_epochs": 2,
+    "synthetic_trials": 2,
+    "embed_dim": 32,
+    "proj_dim": 32,
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One thread per test: small ops, and a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(**overrides: object) -> RunConfig:
+    return RunConfig.from_mapping({**TINY, **overrides})
+
+
+def test_result_has_the_documented_shape_and_valid_metrics() -> None:
+    # Prepare
+    config = tiny(seed=3, align_rounds=2, refresh_every=1)
+    seen: list[str] = []
+    # Execute
+    result = run_centralised(config, progress=lambda label, step, total: seen.append(label))
+    # Assert
+    assert set(result) == {"accuracy", "macro_f1", "test_samples", "seconds", "binding", "history"}
+    assert 0.0 <= result["accuracy"] <= 1.0
+    assert 0.0 <= result["macro_f1"] <= 1.0
+    assert result["seconds"] > 0
+    nodes = simulated_nodes(config)
+    roles = {n.role: len(n.data) for n in nodes}
+    assert result["test_samples"] == roles["test"]
+    binding = result["binding"]
+    # A binds every sample to B and B every sample to A (many-to-one, both directions).
+    assert binding["pairs"] == roles["A"] + roles["B"]
+    assert 0.0 <= binding["pairing_accuracy"] <= 1.0
+    assert -1.0 <= binding["mean_similarity"] <= 1.0
+    history = result["history"]
+    for m in ("acc", "gyro", "skeleton"):
+        assert len(history[f"centralised.pretrain.{m}"]) == config.pretrain_rounds
+    assert len(history["centralised.align.loss"]) == config.align_rounds
+    assert all(math.isfinite(v) for vs in history.values() for v in vs)
+    assert {"centralised: pretrain", "centralised: align", "centralised: evaluate"} <= set(seen)
+
+
+def test_pairing_accuracy_is_the_binding_services_on_the_same_embeddings() -> None:
+    # Prepare: the pooled pretraining, then the embeddings each node would upload.
+    config = tiny(seed=1)
+    nodes, _ = normalised_nodes(config)
+    model = pretrain_pooled(nodes, config)
+    a, b = (next(n for n in nodes if n.role == r) for r in ("A", "B"))
+    emb_a, emb_b = a.embed(model, "acc"), b.embed(model, "acc")
+    lab_a, lab_b = a.evaluation_labels(), b.evaluation_labels()
+    ab, ba = bind_by_modality(emb_a, [emb_b]), bind_by_modality(emb_b, [emb_a])
+    expected = (
+        pairing_accuracy(ab, lab_a, [lab_b]) * len(ab)
+        + pairing_accuracy(ba, lab_b, [lab_a]) * len(ba)
+    ) / (len(ab) + len(ba))
+    # Execute
+    _, report = bind_nodes(nodes, model, config)
+    result = run_centralised(config)
+    # Assert
+    assert report["pairing_accuracy"] == pytest.approx(expected)
+    assert result["binding"]["pairing_accuracy"] == pytest.approx(expected)
+    assert result["binding"]["pairs"] == len(ab) + len(ba)
+
+
+def test_same_seed_gives_the_same_run() -> None:
+    # Prepare
+    config = tiny(seed=7)
+    # Execute
+    first = run_centralised(config)
+    second = run_centralised(config)
+    # Assert
+    assert first["accuracy"] == second["accuracy"]
+    assert first["macro_f1"] == second["macro_f1"]
+    assert first["binding"] == second["binding"]
+    assert first["history"] == second["history"]
+
+
+def test_several_nodes_per_role_are_pooled() -> None:
+    # Prepare: two nodes per role (one subject each), so each modality set pools two nodes.
+    config = tiny(nodes_per_role=2)
+    # Execute
+    result = run_centralised(config)
+    # Assert
+    roles: dict[str, int] = {}
+    for n in simulated_nodes(config):
+        roles[n.role] = roles.get(n.role, 0) + len(n.data)
+    assert result["test_samples"] == roles["test"]
+    assert result["binding"]["pairs"] == roles["A"] + roles["B"]
+    assert 0.0 <= result["accuracy"] <= 1.0
+
+
+def test_a_layout_that_cannot_bind_is_refused_before_training() -> None:
+    # Prepare: no node holds the magnetometer, so nothing binds through it.
+    config = tiny(shared_modality="mag")
+    # Execute / Assert
+    with pytest.raises(BindingError, match=r"no two training nodes can bind through 'mag'"):
+        run_centralised(config)
+
+
+def test_simulated_nodes_are_the_simulation_engines_nodes() -> None:
+    # Prepare
+    config = tiny(seed=2)
+    # Execute
+    nodes = simulated_nodes(config)
+    # Assert: the same roles and data as each simulated ClientApp builds for its partition.
+    assert [n.role for n in nodes] == ["A", "B", "C", "test"]
+    for pid, node in enumerate(nodes):
+        cached = node_from_context(config, {"partition-id": pid})
+        assert node is not cached
+        assert (node.role, node.labelled, node.trains) == (
+            cached.role,
+            cached.labelled,
+            cached.trains,
+        )
+        assert node.modalities == cached.modalities
+        for m in node.modalities:
+            np.testing.assert_array_equal(node.data.windows[m], cached.data.windows[m])
+        np.testing.assert_array_equal(node.data.labels, cached.data.labels)
