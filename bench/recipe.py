@@ -165,20 +165,21 @@ def run(
         base_finetune = workflow.finetune
         base_evaluate = workflow.evaluate
 
-        def finetune(model: Any, *, label: str) -> Any:
+        def finetune(models: Any, tracks: Any) -> Any:
             for i, upd in enumerate(ft_variants):
-                twin = copy.deepcopy(model)
+                twins = copy.deepcopy(models)
                 variant.clear()
                 variant.update(upd)
                 workflow.config = config.model_copy(update=upd)
                 try:
-                    base_finetune(twin, label=f"{label}@{i}")
-                    metrics = base_evaluate(twin, label=f"{label}@{i}")
+                    base_finetune(twins, tracks)
+                    scores = base_evaluate(twins, tracks)
                 finally:
                     variant.clear()
                     workflow.config = config
-                extra[f"{label}@{i}"] = {k: float(v) for k, v in metrics.items()}
-            return base_finetune(model, label=label)
+                for name, metrics in scores.items():
+                    extra[f"{name}@{i}"] = {k: float(v) for k, v in metrics.items()}
+            return base_finetune(models, tracks)
 
         workflow.finetune = finetune  # type: ignore[method-assign]
     result = workflow.run()
@@ -189,7 +190,9 @@ def run(
         "methods": {
             k: {kk: round(float(vv), 4) for kk, vv in v.items()} for k, v in result.methods.items()
         },
-        "binding": {k: round(float(v), 4) for k, v in result.binding.items()},
+        "binding": {
+            k: round(float(v), 4) for k, v in result.binding.items() if isinstance(v, int | float)
+        },
         "phases": {k: round(v, 2) for k, v in result.phases.items()},
         "messages": {k: round(v, 2) for k, v in grid.seconds.items()},
         "history": {k: [round(x, 4) for x in v] for k, v in result.history.items()},

@@ -216,11 +216,12 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         req = _open(message, context, extra)
         node = req.node
         content = RecordDict()
-        metrics: dict[str, float] = {"num-samples": float(len(node.labelled_subset()))}
+        budget = wire.get_int(req.cfg, "label-budget", req.config.label_budget)
+        metrics: dict[str, float] = {"num-samples": float(len(node.labelled_subset(budget)))}
         for track in req.tracks():
             model = req.model(track)
             metrics[f"{track}.loss"] = node.finetune(
-                model, epochs=req.int("epochs"), seed=req.int("seed")
+                model, epochs=req.int("epochs"), seed=req.int("seed"), budget=budget
             )
             content[wire.track_key(track, wire.MODEL)] = wire.state_to_record(model.state_dict())
         content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]

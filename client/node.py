@@ -269,12 +269,15 @@ class LocalNode:
         )
 
     # ------------------------------------------------------------ phase 6
-    def labelled_subset(self) -> NDArray[np.int64]:
-        """Rows whose labels the run may train on (stratified, seeded label budget)."""
+    def labelled_subset(self, budget: int | None = None) -> NDArray[np.int64]:
+        """Rows whose labels the run may train on (stratified, seeded label budget).
+
+        ``budget`` overrides the run config's ``label_budget`` (0: every row).
+        """
         if not self.labelled:
             raise ConfigError(f"node {self.role!r} is not labelled; fine-tuning needs labels")
         n = len(self.data)
-        budget = self.config.label_budget
+        budget = self.config.label_budget if budget is None else budget
         if budget == 0 or budget >= n:
             return np.arange(n, dtype=np.int64)
         rng = np.random.default_rng(self.config.seed)
@@ -288,9 +291,11 @@ class LocalNode:
                     chosen.append(per_class[int(c)].pop())
         return np.sort(np.asarray(chosen, dtype=np.int64))
 
-    def finetune(self, model: FusionModel, *, epochs: int, seed: int) -> float:
+    def finetune(
+        self, model: FusionModel, *, epochs: int, seed: int, budget: int | None = None
+    ) -> float:
         """Supervised training of the fusion classifier on the node's labelled rows."""
-        rows = torch.from_numpy(self.labelled_subset())
+        rows = torch.from_numpy(self.labelled_subset(budget))
         inputs = {m: t[rows] for m, t in self.inputs().items()}
         labels = torch.from_numpy(self.data.labels.astype(np.int64))[rows]
         cfg = self.config

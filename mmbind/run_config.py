@@ -33,6 +33,11 @@ class RunConfig(BaseModel):
     shared_modality: str = "acc"
     binding: Literal["modality", "label"] = "modality"
     label_budget: int = Field(0, ge=0, description="labelled samples used at node C; 0 = all")
+    label_budgets: tuple[int, ...] = Field(
+        (),
+        description="more label budgets, each fine-tuned and evaluated from the same aligned "
+        "models (results under label_budgets)",
+    )
     embed_dim: int = Field(128, ge=8, le=2048)
     proj_dim: int = Field(128, ge=8, le=2048)
     pretrain_rounds: int = Field(6, ge=0)
@@ -77,12 +82,19 @@ class RunConfig(BaseModel):
     def _known_modality(cls, value: str) -> str:
         return parse_modalities(value)[0]
 
-    @field_validator("methods", mode="before")
+    @field_validator("methods", "label_budgets", mode="before")
     @classmethod
-    def _split_methods(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = tuple(v.strip() for v in value.split(",") if v.strip())
         return value
+
+    @field_validator("label_budgets")
+    @classmethod
+    def _non_negative(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b < 0 for b in value):
+            raise ValueError("label budgets must be >= 0 (0 = every labelled sample)")
+        return tuple(dict.fromkeys(value))
 
     @classmethod
     def from_flower(cls, user_config: Mapping[str, Any]) -> RunConfig:
@@ -104,5 +116,7 @@ class RunConfig(BaseModel):
         """Flower ``UserConfig`` form: kebab-case keys, scalar values."""
         out: dict[str, bool | int | float | str] = {}
         for key, value in self.model_dump().items():
-            out[key.replace("_", "-")] = ",".join(value) if isinstance(value, tuple) else value
+            if isinstance(value, tuple):
+                value = ",".join(str(v) for v in value)
+            out[key.replace("_", "-")] = value
         return out

@@ -79,6 +79,11 @@ def make_server_app(
             if result.dataset:
                 results["dataset"] = result.dataset  # what the nodes hold
             results["dropouts"] = result.dropouts
+            if result.budgets:
+                results["label_budgets"] = {
+                    b: {name: _rounded(m) for name, m in methods.items()}
+                    for b, methods in sorted(result.budgets.items(), key=lambda kv: int(kv[0]))
+                }
             if result.skipped:
                 results["skipped"] = result.skipped
             results["traffic"] = result.traffic
@@ -100,6 +105,10 @@ def make_server_app(
             run_store.append_event(run_id, {"kind": END_EVENT, "attempt": config.attempt})
 
     return app
+
+
+def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 6) for k, v in metrics.items() if k in ("accuracy", "macro_f1")}
 
 
 def _connect(

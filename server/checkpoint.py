@@ -42,6 +42,8 @@ class Checkpoint:
     step: str = ""
     """Last finished step, ``"<phase>[.<round>]"`` (all methods in lockstep); empty before any."""
     methods: dict[str, dict[str, float]] = field(default_factory=dict)
+    budgets: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """Per extra label budget (as a string), its methods' metrics."""
     binding: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)

@@ -18,6 +18,7 @@ that starts from it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections import defaultdict
@@ -101,6 +102,8 @@ class RunResult:
     """What one run measured; :mod:`mmbind.server.results` turns it into results.json."""
 
     methods: dict[str, dict[str, float]] = field(default_factory=dict)
+    budgets: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """Per label budget (as a string; the run's own included), each method's metrics."""
     binding: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     nodes: list[dict[str, object]] = field(default_factory=list)
@@ -691,14 +694,26 @@ class Workflow:
                 self.result.history[f"{t.name}.align.loss"].append(float(np.mean(losses)))
 
     # -------------------------------------------------------------- phase 6
-    def finetune(self, models: Mapping[str, FusionModel], tracks: Sequence[MethodSpec]) -> None:
-        """Phase 6a: fine-tune every method on the labelled nodes (FedAvg per method)."""
+    def finetune(
+        self,
+        models: Mapping[str, FusionModel],
+        tracks: Sequence[MethodSpec],
+        budget: int | None = None,
+    ) -> None:
+        """Phase 6a: fine-tune every method on the labelled nodes (FedAvg per method).
+
+        ``budget`` overrides the run's ``label_budget`` (labelled samples per node).
+        """
         cfg = self.config
+        budget = cfg.label_budget if budget is None else budget
+        label = "fine-tune" if budget == cfg.label_budget else f"fine-tune @{budget} labels"
         for rnd in range(cfg.finetune_rounds):
-            self.progress("fine-tune", rnd, cfg.finetune_rounds)
+            self.progress(label, rnd, cfg.finetune_rounds)
             labelled = [n for n in self._training_nodes() if n.labelled]
             epochs = max(1, cfg.finetune_epochs // cfg.finetune_rounds)
-            config = self._model_config(tracks, epochs=epochs, seed=cfg.seed * 1000 + rnd)
+            config = self._model_config(
+                tracks, epochs=epochs, seed=cfg.seed * 1000 + rnd, **{"label-budget": budget}
+            )
             records = self._models_record(models, tracks)
             replies = self._send(
                 wire.FINETUNE, {n.node_id: self._content(config, **records) for n in labelled}
@@ -721,7 +736,8 @@ class Workflow:
                     wire.get_float(c.metric_records[wire.METRICS], f"{t.name}.loss")
                     for c in replies.values()
                 ]
-                self.result.history[f"{t.name}.finetune.loss"].append(float(np.mean(losses)))
+                if budget == cfg.label_budget:
+                    self.result.history[f"{t.name}.finetune.loss"].append(float(np.mean(losses)))
 
     def evaluate(
         self, models: Mapping[str, FusionModel], tracks: Sequence[MethodSpec]
@@ -771,7 +787,8 @@ class Workflow:
             steps.append("binding")
         if any(t.align for t in tracks):
             steps += [f"align.{r}" for r in range(self.config.align_rounds)]
-        return [*steps, "finetune", "evaluate"]
+        extra = [f"budget.{b}" for b in self.config.label_budgets if b != self.config.label_budget]
+        return [*steps, *extra, "finetune", "evaluate"]
 
     def _binding_kinds(self, tracks: Sequence[MethodSpec]) -> list[str]:
         kinds = [t.binding_kind(self.config.binding) for t in tracks]
@@ -788,6 +805,7 @@ class Workflow:
         cp = Checkpoint(
             step=step,
             methods=dict(self.result.methods),
+            budgets=dict(self.result.budgets),
             binding=dict(self.result.binding),
             phases=dict(self.result.phases),
             history={k: list(v) for k, v in self.result.history.items()},
@@ -809,6 +827,7 @@ class Workflow:
             return None
         cp = Checkpoint.from_dict(data)
         self.result.methods.update(cp.methods)
+        self.result.budgets.update(cp.budgets)
         self.result.binding.update(cp.binding)
         for k, v in cp.phases.items():
             self.result.phases[k] += v
@@ -888,12 +907,20 @@ class Workflow:
                         with self._phase("partner_features"):
                             routed = self.partner_features(models, binders, bindings)
                     self.align_round(models, aligning, rnd, routed or {})
+                elif phase == "budget":
+                    # Another label budget, from a copy of the aligned models.
+                    twins = {name: copy.deepcopy(m) for name, m in models.items()}
+                    self.finetune(twins, tracks, budget=int(number))
+                    self.result.budgets[number] = self.evaluate(twins, tracks)
                 elif step == "finetune":
                     self.finetune(models, tracks)
                 else:
                     for name, metrics in self.evaluate(models, tracks).items():
                         metrics["seconds"] = time.perf_counter() - start
                         self.result.methods[name] = metrics
+                    if self.result.budgets:
+                        own = str(self.config.label_budget)
+                        self.result.budgets[own] = dict(self.result.methods)
                         log.info(
                             "%s: accuracy %.4f, macro-F1 %.4f",
                             name,

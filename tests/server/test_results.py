@@ -39,3 +39,17 @@ def test_run_config_round_trips_through_flower_form() -> None:
 def test_run_config_errors_name_the_value(values: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_mapping(values)
+
+
+def test_label_budgets_parse_from_flower_form_and_round_trip() -> None:
+    # Prepare / Execute
+    config = RunConfig.from_flower({"label-budgets": "54,108,54", "label-budget": 216})
+    # Assert: duplicates dropped, order kept, Flower form is a comma list again
+    assert config.label_budgets == (54, 108)
+    assert config.to_flower()["label-budgets"] == "54,108"
+    assert RunConfig.from_flower(config.to_flower()) == config
+
+
+def test_negative_label_budget_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="label-budgets"):
+        RunConfig.from_flower({"label-budgets": "54,-1"})
