@@ -105,6 +105,86 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
+    from rich.console import Console
+
+    from mmbind.server.experiment import Grid, default_methods, run_experiment
+
+    if args.num_cpus is not None and args.num_cpus < 0:
+        raise ConfigError(f"--num-cpus must be >= 0 (0 = all cores), got {args.num_cpus}")
+    grid = Grid(
+        dataset=args.dataset,
+        data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
+        methods=args.methods or default_methods(),
+        label_budgets=args.label_budgets,
+        splits=args.splits,
+        seeds=args.seeds,
+        nodes_per_role=args.nodes_per_role,
+        overrides=_parse_overrides(args.config or []),
+    )
+    num_cpus = settings.num_cpus if args.num_cpus is None else args.num_cpus
+    console = Console(stderr=True)
+    progress, bar = _progress_display(console.is_terminal and not args.quiet)
+    kwargs: dict[str, Any] = {"num_cpus": num_cpus, "fresh": args.fresh, "progress": progress}
+    if bar is not None:
+        with bar:
+            outcome = run_experiment(grid, Path(args.output), **kwargs)
+    else:
+        outcome = run_experiment(grid, Path(args.output), **kwargs)
+    _print_experiment(outcome.results, outcome.path)
+    print(
+        f"cells: {len(outcome.ran)} run, {len(outcome.reused)} reused "
+        f"({len(outcome.cells)} in the grid) · report: {outcome.path.parent / 'report.md'}"
+    )
+    return 0
+
+
+def _print_experiment(results: dict[str, Any], path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mmbind.server.experiment import METHOD_TITLES
+    from mmbind.server.report import dec, pct
+
+    out = Console()
+    budgets = results["label_budgets"]
+    table = Table(
+        title=f"mmbind experiment · {results['dataset']} · accuracy % / macro-F1, "
+        "mean ± std over seeds × splits"
+    )
+    table.add_column("method")
+    for budget in budgets:
+        table.add_column(f"budget {budget}", justify="right")
+    for name in results["methods"]:
+        cells = []
+        for group in budgets.values():
+            m = group["methods"].get(name, {})
+            cells.append(
+                f"{pct(m.get('accuracy'), m.get('accuracy_std'))} / "
+                f"{dec(m.get('macro_f1'), m.get('macro_f1_std'))} ({m.get('runs', 0)})"
+            )
+        table.add_row(METHOD_TITLES.get(name, name), *cells)
+    out.print(table)
+    b = results["binding"]
+    if b.get("runs"):
+        out.print(
+            f"binding: pairing accuracy {pct(b['pairing_accuracy'], b['pairing_accuracy_std'], 1)}"
+            f" %, mean similarity {dec(b['mean_similarity'], b['mean_similarity_std'])}"
+        )
+    for npr, entry in (results.get("nodes_per_role") or {}).items():
+        group = entry["label_budgets"][str(results["headline"]["label_budget"])]
+        mm = group["methods"].get("mmbind", {})
+        acc = pct(mm.get("accuracy"), mm.get("accuracy_std"))
+        out.print(
+            f"nodes per role {npr}: mmbind accuracy {acc}"
+            f" %, pairing accuracy {pct(group['binding'].get('pairing_accuracy'), digits=1)} %"
+        )
+    out.print(
+        f"wall: {results['wall_seconds']:.1f} s over {len(results['cells'])} cells "
+        f"(this invocation {results['elapsed_seconds']:.1f} s) · results: {path}"
+    )
+
+
 def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
     from rich.console import Console
 
@@ -197,6 +277,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     sim.set_defaults(func=cmd_simulate)
+
+    exp = sub.add_parser(
+        "experiment",
+        help="run a resumable grid of simulations and write results.json and report.md",
+        description="Run methods x label budgets x subject splits x seeds x nodes per role on "
+        "the simulation engine. Each finished cell is kept in OUTPUT/cells/<key>.json; "
+        "repeating the command runs only the missing cells (a cell recorded with another "
+        "recipe is an error unless --fresh). Writes OUTPUT/results.json (mean and sample std "
+        "over seeds x splits) and OUTPUT/report.md with PNG figures.",
+    )
+    exp.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
+    exp.add_argument(
+        "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
+    )
+    exp.add_argument("--output", required=True, help="experiment folder (resumable)")
+    exp.add_argument(
+        "--methods",
+        default="",
+        help="comma list (default: every method of this install), e.g. "
+        "lower_bound,unimodal,mim,mpm,mmbind,mmbind_label,mmbind_centralised,upper_bound",
+    )
+    exp.add_argument(
+        "--label-budgets",
+        default="216,162,108,54",
+        help="comma list of labelled samples per labelled node; the first is the headline "
+        "(216 = all of C's samples on UTD-MHAD)",
+    )
+    exp.add_argument("--splits", type=int, default=1, help="subject splits 0..K-1 (K <= 4)")
+    exp.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
+    exp.add_argument(
+        "--nodes-per-role", default="1", help="comma list, e.g. 1,2,4 (the first is the headline)"
+    )
+    exp.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs for the simulation engine (0 = all)"
+    )
+    exp.add_argument(
+        "--fresh", action="store_true", help="run every cell again, overwriting recorded ones"
+    )
+    exp.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a run-config value for every cell, e.g. -c align-rounds=6 (repeatable)",
+    )
+    exp.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    exp.set_defaults(func=cmd_experiment)
 
     run = sub.add_parser(
         "run",
