@@ -131,7 +131,7 @@ PAPER: dict[str, Any] = {
 }
 
 #: Run-config keys that are the cell's coordinates (set by the grid, not the recipe).
-CELL_KEYS = ("seed", "split", "nodes-per-role", "label-budget", "methods")
+CELL_KEYS = ("seed", "split", "nodes-per-role", "label-budget", "label-budgets", "methods")
 #: Run-config keys that do not change what a cell computes.
 VOLATILE_KEYS = (
     "data-dir",
@@ -151,6 +151,7 @@ _GRID_OWNED = {
     "split": "--splits",
     "nodes_per_role": "--nodes-per-role",
     "label_budget": "--label-budgets",
+    "label_budgets": "--label-budgets",
     "methods": "--methods",
 }
 #: Subject splits rotate the four roles' subject groups; split 4 repeats split 0.
@@ -344,6 +345,12 @@ class Grid:
         for cell in self.cells():
             self.config_for(cell)
 
+    def methods_for(self, cell: Cell) -> tuple[str, ...]:
+        """The methods ``cell`` runs: the centralised run only at the headline budget."""
+        if cell.label_budget == self.label_budgets[0]:
+            return self.methods
+        return self.federated
+
     @property
     def federated(self) -> tuple[str, ...]:
         """The methods one ``simulate()`` call runs (all but the centralised one)."""
@@ -359,8 +366,14 @@ class Grid:
             for seed in range(self.seeds)
         ]
 
-    def config_for(self, cell: Cell, methods: Sequence[str] | None = None) -> RunConfig:
-        """The run config of ``cell`` (``methods``: the federated ones to run)."""
+    def config_for(
+        self, cell: Cell, methods: Sequence[str] | None = None, budgets: Sequence[int] = ()
+    ) -> RunConfig:
+        """The run config of ``cell`` (``methods``: the federated ones to run).
+
+        ``budgets``: more label budgets the same run fine-tunes and evaluates from its
+        aligned models (cells that differ only in their budget share one simulation).
+        """
         run_methods = tuple(self.federated if methods is None else methods) or ("mmbind",)
         values: dict[str, Any] = {
             **self.overrides,
@@ -370,6 +383,7 @@ class Grid:
             "split": cell.split,
             "nodes_per_role": cell.nodes_per_role,
             "label_budget": cell.label_budget,
+            "label_budgets": tuple(budgets),
             "methods": run_methods,
         }
         return RunConfig.from_mapping(values)
@@ -544,38 +558,70 @@ def _centralised_part(result: Mapping[str, Any], seconds: float) -> dict[str, An
     }
 
 
-def run_cell(
+def _budget_part(doc: Mapping[str, Any], budget: int, methods: Sequence[str]) -> dict[str, Any]:
+    """The cell document of one label budget, cut from a several-budget simulation."""
+    part = dict(doc)
+    scores = doc.get("label_budgets", {}).get(str(budget))
+    if scores is None:  # a single-budget run
+        scores = doc.get("methods", {})
+    seconds = {n: m.get("seconds") for n, m in doc.get("methods", {}).items()}
+    part["methods"] = {
+        name: {**scores[name], "seconds": seconds.get(name, 0.0)}
+        for name in methods
+        if name in scores
+    }
+    part.pop("label_budgets", None)
+    return part
+
+
+def run_group(
     grid: Grid,
-    cell: Cell,
-    missing: Sequence[str],
+    cells: Sequence[Cell],
+    missing: Mapping[Cell, Sequence[str]],
     *,
     num_cpus: int = 0,
     progress: Progress | None = None,
     simulate_fn: SimulateFn | None = None,
     centralised_fn: CentralisedFn | None = None,
-) -> dict[str, Any]:
-    """Run the ``missing`` methods of ``cell``; return the cell-document fragment."""
-    federated = [m for m in grid.federated if m in missing]
-    doc: dict[str, Any] | None = None
-    if federated:
+) -> dict[Cell, dict[str, Any]]:
+    """Run the ``missing`` methods of cells that differ only in their label budget.
+
+    One simulation serves every budget: pretraining, binding and alignment do not
+    depend on labels, so each budget is fine-tuned and evaluated from the same aligned
+    models (``RunConfig.label_budgets``). The centralised run is separate. Returns a
+    cell-document fragment per cell.
+    """
+    federated = [m for m in grid.federated if any(m in missing[c] for c in cells)]
+    budgets = [c.label_budget for c in cells if any(m in federated for m in missing[c])]
+    parts: dict[Cell, dict[str, Any]] = {}
+    if federated and budgets:
         sim = simulate_fn or _default_simulate
-        doc = dict(sim(grid.config_for(cell, federated), num_cpus=num_cpus, progress=progress))
-    if CENTRALISED in missing:
+        lead = next(c for c in cells if c.label_budget == budgets[0])
+        config = grid.config_for(lead, federated, budgets if len(budgets) > 1 else ())
+        doc = dict(sim(config, num_cpus=num_cpus, progress=progress))
+        share = len(budgets)
+        for c in cells:
+            if c.label_budget in budgets:
+                part = _budget_part(doc, c.label_budget, [m for m in federated if m in missing[c]])
+                part["wall_seconds"] = round(float(doc.get("wall_seconds", 0.0)) / share, 3)
+                parts[c] = part
+    for c in cells:
+        if CENTRALISED not in missing[c]:
+            continue
         central = centralised_fn or _default_centralised
         if num_cpus > 0:  # run_centralised leaves torch's thread count to its caller
             import torch
 
             torch.set_num_threads(num_cpus)
         start = time.perf_counter()
-        result = central(grid.config_for(cell), progress=progress)
+        result = central(grid.config_for(c), progress=progress)
         part = _centralised_part(result, time.perf_counter() - start)
-        doc = _merge(doc, part)
-        doc["centralised"] = part["centralised"]
-        if "dataset" not in doc:
-            doc.update(dataset=grid.dataset, engine="simulation")
-    if doc is None:  # nothing was missing
-        raise ValueError(f"run_cell: nothing to run for {cell.key}")
-    return doc
+        merged = _merge(parts.get(c), part)
+        merged["centralised"] = part["centralised"]
+        if "dataset" not in merged:
+            merged.update(dataset=grid.dataset, engine="simulation")
+        parts[c] = merged
+    return parts
 
 
 def _within_cell(progress: Progress, label: str, done: int, total: int) -> Progress:
@@ -646,43 +692,47 @@ def run_experiment(
                     f"({'; '.join(diffs)}); use another --output, or --fresh to run "
                     "every cell again"
                 )
-        missing = [m for m in grid.methods if doc is None or m not in doc["methods"]]
+        missing = [m for m in grid.methods_for(cell) if doc is None or m not in doc["methods"]]
         plan.append((cell, doc, missing))
 
-    todo = sum(1 for _, _, missing in plan if missing)
+    # Cells that differ only in their label budget share one simulation.
+    groups: dict[tuple[int, int, int], list[Cell]] = {}
+    for cell, _, missing in plan:
+        if missing:
+            groups.setdefault((cell.nodes_per_role, cell.split, cell.seed), []).append(cell)
+    recorded = {cell: doc for cell, doc, _ in plan}
+    wanted = {cell: missing for cell, _, missing in plan}
+    todo = len(groups)
     ran: list[str] = []
-    reused: list[str] = []
-    docs: list[dict[str, Any]] = []
-    for cell, doc, missing in plan:
-        if not missing:
-            reused.append(cell.key)
-            docs.append(doc or {})
-            continue
-        index = len(ran)
-        label = f"cell {index + 1}/{todo} {cell.key}"
-        log.info("%s: running %s", label, ", ".join(missing))
+    for index, group in enumerate(groups.values()):
+        lead = group[0]
+        label = f"run {index + 1}/{todo} split{lead.split}_seed{lead.seed}_npr{lead.nodes_per_role}"
+        log.info("%s: budgets %s", label, ", ".join(str(c.label_budget) for c in group))
         inner = None if progress is None else _within_cell(progress, label, index, todo)
         if progress is not None:
             progress(label, index, todo)
-        part = run_cell(
+        parts = run_group(
             grid,
-            cell,
-            missing,
+            group,
+            wanted,
             num_cpus=num_cpus,
             progress=inner,
             simulate_fn=simulate_fn,
             centralised_fn=centralised_fn,
         )
-        merged = _merge(doc, part)
-        if "centralised" in part:
-            merged["centralised"] = part["centralised"]
-        merged["cell"] = cell.to_dict()
-        merged["recipe"] = recipe
-        write_json_atomic(merged, cell_path(folder, cell))
-        ran.append(cell.key)
-        docs.append(merged)
+        for cell, part in parts.items():
+            merged = _merge(recorded[cell], part)
+            if "centralised" in part:
+                merged["centralised"] = part["centralised"]
+            merged["cell"] = cell.to_dict()
+            merged["recipe"] = recipe
+            write_json_atomic(merged, cell_path(folder, cell))
+            recorded[cell] = merged
+            ran.append(cell.key)
         if progress is not None:
             progress(label, index + 1, todo)
+    reused = [cell.key for cell, _, missing in plan if not missing]
+    docs = [recorded[cell] or {} for cell, _, _ in plan]
 
     results = aggregate(grid, docs)
     results["elapsed_seconds"] = round(time.perf_counter() - started, 3)

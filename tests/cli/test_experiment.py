@@ -30,9 +30,10 @@ TINY = [
 METHODS = "mmbind,lower_bound,upper_bound"
 
 
-def _fake_value(config: RunConfig, name: str, what: str) -> float:
+def _fake_value(config: RunConfig, name: str, what: str, budget: int | None = None) -> float:
     """A seeded number in [0, 1) for one method's metric of one cell."""
-    cell = (config.seed, config.split, config.nodes_per_role, config.label_budget)
+    budget = config.label_budget if budget is None else budget
+    cell = (config.seed, config.split, config.nodes_per_role, budget)
     key = f"{cell}/{name}/{what}"
     return round(random.Random(key).random(), 6)
 
@@ -56,7 +57,7 @@ class FakeSimulation:
             binding["class_similarity"] = [[0.9, 0.1, 0.0], [0.2, 0.8, 0.1], [0.0, 0.1, 0.7]]
             binding["pairing_confusion"] = [[10, 2, 0], [1, 12, 3], [0, 2, 14]]
             history = {"own.pretrain.acc": [1.0, 0.7], "mmbind.align.loss": [5.0, 4.5, 4.2]}
-        return {
+        doc: dict[str, Any] = {
             "dataset": config.dataset,
             "engine": "simulation",
             "methods": {
@@ -77,6 +78,18 @@ class FakeSimulation:
             "history": history,
             "config": config.to_flower(),
         }
+        if config.label_budgets:  # one run, several budgets fine-tuned from the same models
+            doc["label_budgets"] = {
+                str(b): {
+                    m: {
+                        "accuracy": _fake_value(config, m, "accuracy", b),
+                        "macro_f1": _fake_value(config, m, "f1", b),
+                    }
+                    for m in config.methods
+                }
+                for b in config.label_budgets
+            }
+        return doc
 
 
 @pytest.fixture
@@ -268,14 +281,16 @@ def test_nodes_per_role_and_centralised_sections(
     )
     # Assert
     assert code == 0
-    assert len(fake.calls) == len(central_calls) == 4
-    assert {(c.nodes_per_role, c.label_budget) for c in central_calls} == {
-        (1, 6),
-        (1, 3),
-        (2, 6),
-        (2, 3),
-    }
+    # one simulation per nodes-per-role value serves both budgets; the centralised run
+    # is made at the headline budget only
+    assert [(c.nodes_per_role, c.label_budget, c.label_budgets) for c in fake.calls] == [
+        (1, 6, (6, 3)),
+        (2, 6, (6, 3)),
+    ]
+    assert {(c.nodes_per_role, c.label_budget) for c in central_calls} == {(1, 6), (2, 6)}
     results = json.loads((tmp_path / "results.json").read_text())
+    budget3 = results["label_budgets"]["3"]["methods"]["mmbind"]["accuracy"]
+    assert budget3 == pytest.approx(_fake_value(fake.calls[0], "mmbind", "accuracy", 3))
     assert results["methods"]["mmbind_centralised"]["accuracy"] == pytest.approx(0.5)
     assert results["methods"]["mmbind_centralised"]["accuracy_std"] is None  # one run
     assert results["binding_centralised"]["pairing_accuracy"] == pytest.approx(0.6)
