@@ -92,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         superlink = ManagedProcess(
             "flower-superlink",
             [
-                "flower-superlink", "--insecure",
+                # flower-superlink, with message payloads kept in memory (see the module)
+                sys.executable, "-m", "mmbind.server.superlink", "--insecure",
                 "--host", args.host, "--port", str(args.port),
                 "--disable-runtime-dependency-installation",
                 # Registered nodes outlive a restart: they keep their ids and reconnect.
