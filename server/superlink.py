@@ -29,7 +29,8 @@ def _use_memory_object_store() -> None:
     def factories(database: str, federation_manager: Any) -> tuple[Any, Any]:
         on_sqlite = "://" not in database or database.startswith("sqlite")
         if database == FLWR_IN_MEMORY_DB_NAME or not on_sqlite:
-            return original(database, federation_manager)
+            pair: tuple[Any, Any] = original(database, federation_manager)
+            return pair
         objects = ObjectStoreFactory(FLWR_IN_MEMORY_DB_NAME)
         return objects, LinkStateFactory(database, federation_manager, objects)
 
