@@ -266,7 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--split", type=int, default=0, help="subject assignment (0 = DESIGN.md's)")
     sim.add_argument("--nodes-per-role", type=int, default=1)
-    sim.add_argument("--methods", default="", help="comma list of mmbind,lower_bound,upper_bound")
+    sim.add_argument(
+        "--methods",
+        default="",
+        help="comma list of lower_bound,unimodal,mim,mpm,mmbind,mmbind_label,upper_bound "
+        "(default: mmbind,lower_bound,upper_bound)",
+    )
     sim.add_argument("--binding", choices=["modality", "label"], default="")
     sim.add_argument(
         "-c",
@@ -341,7 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--min-nodes", type=int, default=1, help="nodes to wait for before starting")
-    run.add_argument("--methods", default="", help="comma list of mmbind,lower_bound,upper_bound")
+    run.add_argument(
+        "--methods",
+        default="",
+        help="comma list of lower_bound,unimodal,mim,mpm,mmbind,mmbind_label,upper_bound "
+        "(default: mmbind,lower_bound,upper_bound)",
+    )
     run.add_argument("--binding", choices=["modality", "label"], default="")
     run.add_argument("-c", "--config", action="append", metavar="KEY=VALUE")
     run.add_argument("-q", "--quiet", action="store_true")
