@@ -144,24 +144,38 @@ def align(
     temperature: float,
     seed: int,
     partner_present: Mapping[str, Tensor] | None = None,
+    own_present: Mapping[str, Tensor] | None = None,
     weight_decay: float = 0.01,
     augment: float = 0.0,
 ) -> float:
-    """Weighted contrastive alignment of a node's pseudo-complete tuples (AdamW).
+    """Weighted contrastive alignment of pseudo-complete tuples (AdamW).
 
     The views are ``model.modalities`` in order. View ``v`` of sample ``n`` is
-    ``model.embed(v, own[v][n])`` when the node holds ``v`` (own data wins over a partner
-    embedding of the same modality), else the fixed partner embedding ``partner[v][n]`` (no
-    gradient flows into it) unless ``partner_present[v][n]`` is False, else it is missing and
-    masked out. Only the encoders and heads of the own modalities get gradients.
+
+    1. ``model.embed(v, own[v][n])`` when ``v`` is an own modality and
+       ``own_present[v][n]`` is True (always, when ``own_present`` does not name ``v``): own
+       data wins over a partner embedding of the same modality;
+    2. else the fixed partner embedding ``partner[v][n]`` (no gradient flows into it) when
+       ``v`` is in ``partner`` and ``partner_present[v][n]`` is True (always, when
+       ``partner_present`` does not name ``v``);
+    3. else it is missing and masked out of the loss.
+
+    Only the encoders and heads of the own modalities get gradients, and only through the rows
+    they encode: a batch encodes only its present rows of each own modality, and augmentation
+    touches only those. ``own_present`` lets one call train on samples holding different
+    modality sets (e.g. several nodes' data pooled, zeros standing in for the windows a node
+    lacks); without it every sample holds every own modality, and the computation is exactly
+    that of a call where ``own_present`` marks every row present.
 
     Parameters
     ----------
     model : FusionModel
     own : mapping of modality to Tensor (N, T, C)
-        The node's raw windows; at least one modality.
+        Raw windows; at least one modality. Rows marked absent by ``own_present`` may hold
+        any value, NaN included: they are never encoded.
     partner : mapping of modality to Tensor (N, proj_dim)
-        Partner embeddings routed to the node (bound partner samples' ``embed`` outputs).
+        Fixed embeddings (e.g. bound partner samples' ``embed`` outputs). For an own modality
+        they are used only on the rows where the own window is absent.
     weights : Tensor, shape (N,)
         Binding weight of each tuple (1 for natural tuples); finite and >= 0.
     epochs, batch_size : int
@@ -170,10 +184,13 @@ def align(
     partner_present : mapping of modality to BoolTensor (N,), optional
         Which rows of ``partner[v]`` exist (e.g. samples a binding left out); the rows marked
         False are masked and may hold any value, NaN included. Default: all rows exist.
+    own_present : mapping of modality to BoolTensor (N,), optional
+        Which rows of ``own[v]`` hold a real window; keys must be own modalities. Default:
+        all rows of every own modality.
     weight_decay : float
         AdamW's decoupled weight decay.
     augment : float
-        Strength of :func:`augment_windows` applied to the own windows of every batch.
+        Strength of :func:`augment_windows` applied to the encoded own windows of every batch.
 
     Returns
     -------
@@ -185,9 +202,11 @@ def align(
     ConfigError
         On bad hyperparameters, no own modality, or a modality the model does not have.
     ShapeError
-        On inconsistent sample counts or embedding sizes.
+        On inconsistent sample counts or embedding sizes, or a ``partner_present`` /
+        ``own_present`` entry that is not a bool tensor of shape ``(N,)`` or names a modality
+        without partner embeddings / own windows.
     DataError
-        On non-finite partner embeddings or weights.
+        On non-finite partner embeddings (present rows), weights or present own windows.
     """
     _check_hparams(epochs, batch_size, lr)
     loss_fn = WeightedMultiViewContrastiveLoss(temperature)
@@ -209,6 +228,7 @@ def align(
     for m in masks:
         if m not in partner:
             raise ShapeError(f"partner_present names {m!r}, which has no partner embeddings")
+    own_rows = _own_rows(own_present, own, n)
     fixed: dict[str, Tensor] = {}
     fixed_rows: dict[str, Tensor] = {}
     for m, z in partner.items():
@@ -225,9 +245,11 @@ def align(
         z = z.detach().float()
         if not bool(torch.isfinite(z[rows]).all()):
             raise DataError(f"partner[{m!r}] holds NaN or infinite values")
-        if m not in own:
-            fixed[m] = F.normalize(torch.where(rows.unsqueeze(1), z, torch.zeros_like(z)), dim=-1)
-            fixed_rows[m] = rows
+        if m not in own or m in own_rows:
+            # For an own modality: only the rows whose own window is absent fall back on it.
+            used = rows & ~own_rows[m] if m in own_rows else rows
+            fixed[m] = F.normalize(torch.where(used.unsqueeze(1), z, torch.zeros_like(z)), dim=-1)
+            fixed_rows[m] = used
     if n == 0:
         raise ShapeError("align needs at least one sample")
     w_all = weights.detach().float()
@@ -244,22 +266,56 @@ def align(
             b = idx.numel()
             views: list[Tensor] = []
             present = torch.zeros(b, len(model.modalities), dtype=torch.bool)
+            encoded_any = False
             for v, m in enumerate(model.modalities):
-                if m in own:
+                rows_b = own_rows[m][idx] if m in own_rows else None
+                if m in own and (rows_b is None or bool(rows_b.all())):
+                    # Every row of the batch holds the window: the plain path.
                     views.append(model.embed(m, augment_windows(own[m][idx], augment, gen)))
                     present[:, v] = True
-                elif m in fixed:
-                    views.append(fixed[m][idx])
-                    present[:, v] = fixed_rows[m][idx]
+                    encoded_any = True
+                    continue
+                if m in fixed:
+                    view, has = fixed[m][idx], fixed_rows[m][idx]
                 else:
-                    views.append(torch.zeros(b, model.proj_dim))
+                    view = torch.zeros(b, model.proj_dim)
+                    has = torch.zeros(b, dtype=torch.bool)
+                if rows_b is not None and bool(rows_b.any()):
+                    pos = rows_b.nonzero().squeeze(1)  # (k,) batch positions with a window
+                    z = model.embed(m, augment_windows(own[m][idx[pos]], augment, gen))
+                    encoded = torch.zeros(b, model.proj_dim, dtype=z.dtype).index_put((pos,), z)
+                    view = torch.where(rows_b.unsqueeze(1), encoded, view)
+                    has = has | rows_b
+                    encoded_any = True
+                views.append(view)
+                present[:, v] = has
             loss: Tensor = loss_fn(torch.stack(views, dim=1), present, w_all[idx])
-            opt.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
-            opt.step()
+            if encoded_any:  # a batch without any own window has nothing to train
+                opt.zero_grad(set_to_none=True)
+                torch.autograd.backward(loss)
+                opt.step()
             total += float(loss.detach()) * b
         last = total / n
     return last
+
+
+def _own_rows(
+    own_present: Mapping[str, Tensor] | None, own: Mapping[str, Tensor], n: int
+) -> dict[str, Tensor]:
+    """The checked ``own_present`` masks, BoolTensor (n,) per own modality it names."""
+    out: dict[str, Tensor] = {}
+    for m, rows in (own_present or {}).items():
+        if m not in own:
+            raise ShapeError(f"own_present names {m!r}, which has no own windows")
+        if not isinstance(rows, Tensor) or rows.dtype != torch.bool or tuple(rows.shape) != (n,):
+            got = (
+                f"{rows.dtype} {tuple(rows.shape)}"
+                if isinstance(rows, Tensor)
+                else type(rows).__name__
+            )
+            raise ShapeError(f"own_present[{m!r}] must be a bool tensor of shape ({n},); got {got}")
+        out[m] = rows
+    return out
 
 
 def finetune(

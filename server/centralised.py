@@ -19,14 +19,16 @@ How each phase is pooled
    from evaluation labels.
 4. Partner features: the partner node's projected embedding of its private modality for each
    bound row, from (a copy of) the current model; refreshed every ``refresh_every`` rounds.
-5. Alignment: training nodes holding the same modality set are pooled into one set of
-   pseudo-complete tuples (own windows, partner features, tuple weights concatenated).
-   :func:`mmbind.binding.training.align` needs every own modality for every sample of a call,
-   so sets with different modalities (paper layout: A acc+skeleton, B acc+gyro, C
-   skeleton+gyro) cannot share a batch: every epoch trains one epoch on each set in turn
-   (A, then B, then C) on the one model, ``align_rounds * align_epochs`` epochs in all. No
-   averaging takes place; each one-epoch call starts a fresh AdamW (optimizer state is not
-   carried from one call to the next).
+5. Alignment: every training node's samples pooled into one set of pseudo-complete tuples,
+   whatever modality set each node holds (paper layout: A acc+skeleton, B acc+gyro, C
+   skeleton+gyro). Per modality of the union: the raw windows, zeros on the rows of nodes
+   that lack it, and which rows hold a real one (``own_present`` of
+   :func:`mmbind.binding.training.align`, which encodes only those); the partner features of
+   the bound rows (``partner_present``); the tuple weights concatenated. One model is trained
+   by one ``align`` call of ``align_epochs`` epochs per round (seed ``seed * 1000 + round``,
+   a fresh AdamW per round, as a federated node trains in each round), for ``align_rounds``
+   rounds; a batch mixes every node's samples, so its negatives come from every node. No
+   averaging takes place.
 6. Fine-tuning on the pooled labelled rows (each labelled node's seeded label-budget subset)
    for ``finetune_epochs`` epochs; evaluation on every test node (confusion matrices summed).
    Nothing is selected on the test set.
@@ -50,7 +52,7 @@ from numpy.typing import NDArray
 from mmbind.binding.autoencoder import Autoencoder
 from mmbind.binding.encoders import SensorEncoder
 from mmbind.binding.fusion import FusionModel
-from mmbind.binding.training import pretrain_autoencoder
+from mmbind.binding.training import align, pretrain_autoencoder
 from mmbind.binding.weights import get_weighting
 from mmbind.client.data.dataset import MultimodalDataset
 from mmbind.client.data.normalization import ChannelMoments
@@ -339,30 +341,75 @@ def partner_views(
 
 
 # ------------------------------------------------------------------ phase 5
-class _Pool:
-    """Training nodes holding one modality set, pooled into one node's worth of tuples."""
+class _PooledTuples:
+    """Every training node's samples as one set of pseudo-complete tuples.
 
-    def __init__(self, ids: Sequence[int], nodes: Sequence[LocalNode], config: RunConfig) -> None:
-        self.ids = tuple(ids)
-        members = [nodes[i] for i in self.ids]
-        self.node = LocalNode(
-            f"{LABEL}:{'+'.join(members[0].modalities)}",
-            _concat([n.data for n in members]),
-            config,
-            labelled=False,
-        )
-        sizes = [len(n.data) for n in members]
+    Rows are the training nodes' samples in partition-id order (node ``i``'s row ``r`` is
+    pooled row ``offsets[i] + r``).
+
+    Attributes
+    ----------
+    windows : dict of modality to Tensor (N, T, C)
+        Normalised windows of every modality some training node holds; zeros on the rows of
+        nodes that lack it.
+    own_present : dict of modality to BoolTensor (N,)
+        True on the rows of the nodes holding the modality.
+    weights : Tensor, shape (N,)
+        Tuple weights (:func:`~mmbind.server.binding_service.tuple_weights`) concatenated.
+    """
+
+    def __init__(
+        self, nodes: Sequence[LocalNode], bindings: Sequence[NodeBinding], config: RunConfig
+    ) -> None:
+        weighting = get_weighting(config.weighting)
+        self.ids = [i for i, n in enumerate(nodes) if n.trains]
+        sizes = [len(nodes[i].data) for i in self.ids]
         self.offsets = dict(zip(self.ids, np.cumsum([0, *sizes[:-1]]).tolist(), strict=True))
+        self.size = int(sum(sizes))
+        held = {m for i in self.ids for m in nodes[i].modalities}
+        self.windows: dict[str, torch.Tensor] = {}
+        self.own_present: dict[str, torch.Tensor] = {}
+        for m in (m for m in REGISTRY if m in held):
+            shape = next(nodes[i].tensor(m).shape[1:] for i in self.ids if m in nodes[i].modalities)
+            parts = [
+                nodes[i].tensor(m) if m in nodes[i].modalities else torch.zeros(k, *shape)
+                for i, k in zip(self.ids, sizes, strict=True)
+            ]
+            self.windows[m] = torch.cat(parts)
+            self.own_present[m] = torch.cat(
+                [
+                    torch.full((k,), m in nodes[i].modalities, dtype=torch.bool)
+                    for i, k in zip(self.ids, sizes, strict=True)
+                ]
+            )
+        self.weights = torch.from_numpy(
+            np.concatenate(
+                [
+                    np.asarray(tuple_weights(k, i, bindings, weighting), dtype=np.float32)
+                    for i, k in zip(self.ids, sizes, strict=True)
+                ]
+            )
+        )
 
-    def views(self, per_node: Mapping[int, Mapping[str, PartnerView]]) -> dict[str, PartnerView]:
-        """The members' partner views with their rows shifted into the pooled numbering."""
-        index: dict[str, list[NDArray[np.int64]]] = defaultdict(list)
-        feats: dict[str, list[NDArray[np.float32]]] = defaultdict(list)
+    def partners(
+        self, per_node: Mapping[int, Mapping[str, PartnerView]]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Partner features ``(N, proj_dim)`` per modality (zeros on unbound rows), and which
+        rows are bound ``(N,)``, from each node's partner views shifted into the pooled rows."""
+        feats: dict[str, NDArray[np.float32]] = {}
+        bound: dict[str, NDArray[np.bool_]] = {}
         for i in self.ids:
             for m, view in per_node.get(i, {}).items():
-                index[m].append(view.index + self.offsets[i])
-                feats[m].append(view.features)
-        return {m: PartnerView(np.concatenate(index[m]), np.concatenate(feats[m])) for m in index}
+                if m not in feats:
+                    feats[m] = np.zeros((self.size, view.features.shape[1]), dtype=np.float32)
+                    bound[m] = np.zeros(self.size, dtype=bool)
+                rows = view.index + self.offsets[i]
+                feats[m][rows] = view.features
+                bound[m][rows] = True
+        return (
+            {m: torch.from_numpy(f) for m, f in feats.items()},
+            {m: torch.from_numpy(b) for m, b in bound.items()},
+        )
 
 
 def _align_pooled(
@@ -370,47 +417,35 @@ def _align_pooled(
     model: FusionModel,
     bindings: Sequence[NodeBinding],
     config: RunConfig,
-    stats: Stats,
     *,
     history: dict[str, list[float]],
     progress: Progress,
 ) -> None:
-    """Phase 5, pooled: ``align_rounds * align_epochs`` epochs over the modality-set pools."""
+    """Phase 5, pooled: one ``align`` call of ``align_epochs`` epochs per round."""
     cfg = config
-    weighting = get_weighting(cfg.weighting)
-    by_set: dict[frozenset[str], list[int]] = defaultdict(list)
-    for i, n in enumerate(nodes):
-        if n.trains:
-            by_set[frozenset(n.modalities)].append(i)
-    pools = [_Pool(ids, nodes, cfg) for ids in by_set.values()]
-    weights: list[NDArray[np.float32]] = []
-    for pool in pools:
-        pool.node.set_normalization(stats)
-        weights.append(
-            np.concatenate(
-                [tuple_weights(len(nodes[i].data), i, bindings, weighting) for i in pool.ids]
-            )
-        )
-    total = sum(len(pool.node.data) for pool in pools)
-    views: list[dict[str, PartnerView]] | None = None
+    pool = _PooledTuples(nodes, bindings, cfg)
+    partner: dict[str, torch.Tensor] = {}
+    bound: dict[str, torch.Tensor] = {}
     for rnd in range(cfg.align_rounds):
         progress(f"{LABEL}: align", rnd, cfg.align_rounds)
-        if bindings and (views is None or rnd % cfg.refresh_every == 0):
-            per_node = partner_views(nodes, model, bindings)
-            views = [pool.views(per_node) for pool in pools]
-        loss = 0.0
-        for epoch in range(cfg.align_epochs):
-            loss = 0.0
-            for k, pool in enumerate(pools):
-                part = pool.node.align(
-                    model,
-                    views[k] if views else {},
-                    weights[k],
-                    epochs=1,
-                    seed=cfg.seed * 1000 + rnd * cfg.align_epochs + epoch,
-                )
-                loss += part * len(pool.node.data) / total
-        history[f"{LABEL}.align.loss"].append(loss)
+        if bindings and (rnd == 0 or rnd % cfg.refresh_every == 0):
+            partner, bound = pool.partners(partner_views(nodes, model, bindings))
+        loss = align(
+            model,
+            pool.windows,
+            partner,
+            pool.weights,
+            epochs=cfg.align_epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.align_lr,
+            temperature=cfg.temperature,
+            seed=cfg.seed * 1000 + rnd,
+            partner_present=bound,
+            own_present=pool.own_present,
+            weight_decay=cfg.weight_decay,
+            augment=cfg.align_augment,
+        )
+        history[f"{LABEL}.align.loss"].append(float(loss))
     progress(f"{LABEL}: align", cfg.align_rounds, cfg.align_rounds)
 
 
@@ -487,7 +522,7 @@ def run_centralised(config: RunConfig, *, progress: Progress | None = None) -> d
     report(f"{LABEL}: binding", 0, 1)
     bindings, binding = bind_nodes(nodes, model, config)
     report(f"{LABEL}: binding", 1, 1)
-    _align_pooled(nodes, model, bindings, config, stats, history=history, progress=report)
+    _align_pooled(nodes, model, bindings, config, history=history, progress=report)
     report(f"{LABEL}: fine-tune", 0, 1)
     history[f"{LABEL}.finetune.loss"].append(_finetune_pooled(nodes, model, config, stats))
     report(f"{LABEL}: evaluate", 0, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from mmbind.binding.training import (
     predict,
     pretrain_autoencoder,
 )
+from mmbind.binding.weighted_contrastive import WeightedMultiViewContrastiveLoss
 from mmbind.errors import ConfigError, DataError, ShapeError
 
 N = 48
@@ -247,3 +249,163 @@ def test_align_partner_present_masks_rows() -> None:
             partner_present={"gyro": half[:-1]},
             **kwargs,
         )  # type: ignore[arg-type]
+
+
+ALIGN_KW: dict[str, float | int] = {"batch_size": 16, "lr": 1e-3, "temperature": 0.1, "seed": 0}
+
+
+def test_align_own_present_all_true_is_bit_identical_to_the_plain_path() -> None:
+    # Prepare: partner rows for both an own modality (ignored) and a masked view, weights,
+    # augmentation and several epochs: every part of the plain path is exercised.
+    data, _ = toy_data()
+    own = {"acc": data["acc"]}
+    gyro = torch.randn(N, 16, generator=torch.Generator().manual_seed(5))
+    partner = {"gyro": gyro, "acc": torch.randn(N, 16)}
+    half = torch.arange(N) % 3 != 0
+    weights = torch.linspace(0.1, 1.0, N)
+    kwargs = {**ALIGN_KW, "epochs": 3, "augment": 0.5, "partner_present": {"gyro": half}}
+    plain, flagged = fresh_model(), fresh_model()
+    # Execute
+    a = align(plain, own, partner, weights, **kwargs)  # type: ignore[arg-type]
+    b = align(
+        flagged,
+        own,
+        partner,
+        weights,
+        own_present={"acc": torch.ones(N, dtype=torch.bool)},
+        **kwargs,  # type: ignore[arg-type]
+    )
+    # Assert
+    assert a == b
+    for (name, p), q in zip(plain.state_dict().items(), flagged.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_align_own_present_matches_a_hand_computed_loss() -> None:
+    # Prepare: 6 tuples, views (acc, gyro). Row 1 lacks its acc window but has a partner acc
+    # embedding; row 3 lacks acc and has no partner (masked); row 4 lacks gyro (masked).
+    data, _ = toy_data()
+    n = 6
+    own = {"acc": data["acc"][:n].clone(), "gyro": data["gyro"][:n].clone()}
+    acc_rows = torch.tensor([True, False, True, False, True, True])
+    gyro_rows = torch.tensor([True, True, True, True, False, True])
+    own["acc"][~acc_rows] = float("nan")
+    own["gyro"][~gyro_rows] = 1e6
+    partner_acc = torch.randn(n, 16, generator=torch.Generator().manual_seed(3))
+    partner_rows = torch.tensor([False, True, False, False, False, False])
+    weights = torch.tensor([1.0, 0.5, 0.8, 1.0, 0.3, 0.9])
+    model = fresh_model()
+    reference = fresh_model()
+    # Execute: one batch, one epoch: the returned loss is the loss at the initial weights.
+    got = align(
+        model,
+        own,
+        {"acc": partner_acc},
+        weights,
+        partner_present={"acc": partner_rows},
+        own_present={"acc": acc_rows, "gyro": gyro_rows},
+        **{**ALIGN_KW, "epochs": 1, "batch_size": 8},  # type: ignore[arg-type]
+    )
+    # Assert: the views built by hand, in row order (the loss does not depend on it).
+    reference.train()
+    with torch.no_grad():
+        acc_view = torch.zeros(n, 16)
+        acc_view[acc_rows] = reference.embed("acc", own["acc"][acc_rows])
+        acc_view[1] = torch.nn.functional.normalize(partner_acc[1], dim=0)
+        gyro_view = torch.zeros(n, 16)
+        gyro_view[gyro_rows] = reference.embed("gyro", own["gyro"][gyro_rows])
+        present = torch.stack([acc_rows | partner_rows, gyro_rows], dim=1)
+        want = WeightedMultiViewContrastiveLoss(0.1)(
+            torch.stack([acc_view, gyro_view], dim=1), present, weights
+        )
+    assert math.isfinite(got)
+    assert got == pytest.approx(float(want), rel=1e-5, abs=1e-6)
+
+
+def test_align_absent_own_rows_give_no_gradient() -> None:
+    # Prepare: a quarter of the acc rows absent; their windows hold NaN, zeros or noise.
+    data, _ = toy_data()
+    absent = torch.arange(N) % 4 == 1
+    rows = {"acc": ~absent}
+    variants = []
+    for fill in (float("nan"), 0.0, 123.0):
+        acc = data["acc"].clone()
+        acc[absent] = fill
+        variants.append({"acc": acc, "gyro": data["gyro"]})
+    kwargs = {**ALIGN_KW, "epochs": 2, "augment": 0.3}
+    models = [fresh_model() for _ in variants]
+    # Execute
+    losses = [
+        align(model, own, {}, torch.ones(N), own_present=rows, **kwargs)  # type: ignore[arg-type]
+        for model, own in zip(models, variants, strict=True)
+    ]
+    # Assert: finite, and the absent rows' contents change nothing at all.
+    assert all(math.isfinite(v) and v > 0 for v in losses)
+    for model in models:
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+        for p, q in zip(model.parameters(), models[0].parameters(), strict=True):
+            assert torch.equal(p, q)
+    assert losses[0] == losses[1] == losses[2]
+
+
+def test_align_own_present_single_backward_step_ignores_absent_rows() -> None:
+    # Prepare: one batch; row 0's acc window is NaN and absent.
+    data, _ = toy_data()
+    own = {"acc": data["acc"][:8].clone(), "gyro": data["gyro"][:8]}
+    own["acc"][0] = float("nan")
+    rows = torch.ones(8, dtype=torch.bool)
+    rows[0] = False
+    model = fresh_model()
+    before = model.modality_state("acc")
+    # Execute
+    loss = align(
+        model,
+        own,
+        {},
+        torch.ones(8),
+        own_present={"acc": rows},
+        **{**ALIGN_KW, "epochs": 1, "batch_size": 8},  # type: ignore[arg-type]
+    )
+    # Assert: a finite loss and one finite update of the acc encoder.
+    assert math.isfinite(loss) and loss > 0
+    after = model.modality_state("acc")
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(v, before[k]) for k, v in after.items())
+
+
+def test_align_batches_without_own_windows_train_nothing() -> None:
+    # Prepare: no acc window at all; the acc view comes from partner embeddings only.
+    data, _ = toy_data()
+    none = torch.zeros(N, dtype=torch.bool)
+    partner = {"acc": torch.randn(N, 16), "gyro": torch.randn(N, 16)}
+    model = fresh_model()
+    before = model.state_dict()
+    # Execute
+    loss = align(
+        model,
+        {"acc": torch.full_like(data["acc"], float("nan"))},
+        partner,
+        torch.ones(N),
+        own_present={"acc": none},
+        **{**ALIGN_KW, "epochs": 1},  # type: ignore[arg-type]
+    )
+    # Assert: the fixed views still give a loss; no parameter moved.
+    assert math.isfinite(loss) and loss > 0
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_align_own_present_validation() -> None:
+    data, _ = toy_data()
+    kwargs = {**ALIGN_KW, "epochs": 1}
+    ok = torch.ones(N, dtype=torch.bool)
+    cases = [
+        ({"acc": ok[:-1]}, r"own_present\['acc'\] must be a bool tensor of shape \(48,\)"),
+        ({"gyro": ok.float()}, r"own_present\['gyro'\] must be a bool tensor.*torch.float32"),
+        ({"acc": ok.unsqueeze(1)}, r"shape \(48,\); got torch.bool \(48, 1\)"),
+        ({"acc": [True] * N}, r"own_present\['acc'\] .* got list"),
+        ({"skeleton": ok}, r"own_present names 'skeleton', which has no own windows"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ShapeError, match=message):
+            align(fresh_model(), data, {}, torch.ones(N), own_present=bad, **kwargs)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from mmbind.binding.pairing import bind_by_modality, pairing_accuracy
 from mmbind.client.local_data import node_from_context, simulated_nodes
 from mmbind.errors import BindingError
 from mmbind.run_config import RunConfig
+from mmbind.server import centralised
 from mmbind.server.centralised import (
     bind_nodes,
     normalised_nodes,
@@ -105,6 +107,58 @@ def test_same_seed_gives_the_same_run() -> None:
     assert first["macro_f1"] == second["macro_f1"]
     assert first["binding"] == second["binding"]
     assert first["history"] == second["history"]
+
+
+def test_alignment_pools_every_training_node_into_one_call_per_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: record every align call of the run.
+    config = tiny(seed=4, align_rounds=2, align_epochs=2, refresh_every=1)
+    calls: list[dict[str, Any]] = []
+    real_align = centralised.align
+
+    def spy(model: Any, own: Any, partner: Any, weights: Any, **kwargs: Any) -> float:
+        calls.append({"own": own, "partner": partner, "weights": weights, **kwargs})
+        return real_align(model, own, partner, weights, **kwargs)
+
+    monkeypatch.setattr(centralised, "align", spy)
+    nodes, _ = normalised_nodes(config)
+    train = [n for n in nodes if n.trains]
+    sizes = [len(n.data) for n in train]
+    total = sum(sizes)
+    starts = np.cumsum([0, *sizes[:-1]])
+    # Execute
+    result = run_centralised(config)
+    # Assert: one call per round over every training sample, fresh seed per round.
+    assert len(calls) == config.align_rounds
+    assert len(result["history"]["centralised.align.loss"]) == config.align_rounds
+    for rnd, call in enumerate(calls):
+        assert call["epochs"] == config.align_epochs
+        assert call["seed"] == config.seed * 1000 + rnd
+        assert set(call["own"]) == {"acc", "gyro", "skeleton"}
+        assert call["weights"].shape == (total,)
+        for m, x in call["own"].items():
+            rows = call["own_present"][m]
+            assert x.shape[0] == total and rows.shape == (total,)
+            for node, start, size in zip(train, starts, sizes, strict=True):
+                block, held = x[start : start + size], rows[start : start + size]
+                if m in node.modalities:
+                    assert bool(held.all())
+                    assert torch.equal(block, node.tensor(m))
+                else:
+                    assert not bool(held.any())
+                    assert not bool(block.any())
+        # A (acc+skeleton) lacks gyro and B (acc+gyro) lacks skeleton: both bind through acc
+        # to each other; C (skeleton+gyro) holds no acc and binds to nobody.
+        roles = [n.role for n in train]
+        bound = call["partner_present"]
+        assert set(bound) == {"gyro", "skeleton"}
+        for m, role in (("gyro", "A"), ("skeleton", "B")):
+            k = roles.index(role)
+            expect = torch.zeros(total, dtype=torch.bool)
+            expect[starts[k] : starts[k] + sizes[k]] = True
+            assert torch.equal(bound[m], expect)
+            assert call["partner"][m].shape == (total, config.proj_dim)
 
 
 def test_several_nodes_per_role_are_pooled() -> None:
