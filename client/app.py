@@ -133,21 +133,18 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @guarded
     def pretrain(message: Message, context: Context) -> Message:
         req = _open(message, context, extra)
-        content = RecordDict()
-        metrics: dict[str, float] = {}
-        for stream in wire.names(req.cfg, wire.STREAMS):
-            prefix = wire.autoencoder_key("", stream)
-            states = {
-                key.removeprefix(prefix): wire.record_to_state(rec)
-                for key, rec in message.content.array_records.items()
-                if key.startswith(prefix)
-            }
-            new_states, got = req.node.pretrain(
-                states, epochs=req.int("epochs"), seed=req.int("seed"), oracle=stream == "oracle"
-            )
-            for m, state in new_states.items():
-                content[wire.autoencoder_key(m, stream)] = wire.state_to_record(state)
-            metrics.update({f"{stream}.{k}": v for k, v in got.items()})
+        prefix = wire.autoencoder_key("")
+        states = {
+            key.removeprefix(prefix): wire.record_to_state(rec)
+            for key, rec in message.content.array_records.items()
+            if key.startswith(prefix)
+        }
+        new_states, metrics = req.node.pretrain(
+            states, epochs=req.int("epochs"), seed=req.int("seed")
+        )
+        content = RecordDict(
+            {wire.autoencoder_key(m): wire.state_to_record(s) for m, s in new_states.items()}
+        )
         content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
         return req.reply(content)
 

@@ -163,7 +163,6 @@ class LocalNode:
         *,
         epochs: int,
         seed: int,
-        oracle: bool = False,
     ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, float]]:
         """Train one autoencoder per held modality from the global states given.
 
@@ -172,12 +171,12 @@ class LocalNode:
         cfg = self.config
         out: dict[str, dict[str, torch.Tensor]] = {}
         metrics: dict[str, float] = {}
-        for m in self.held(oracle):
+        for m in self.modalities:
             if m not in states:
                 continue
             ae = Autoencoder(SensorEncoder(m, cfg.embed_dim))
             ae.load_state_dict(states[m])
-            x = self.tensor(m, oracle=oracle)
+            x = self.tensor(m)
             loss = pretrain_autoencoder(
                 ae, x, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.pretrain_lr, seed=seed
             )

@@ -3,22 +3,24 @@
 Every method of the MMBind paper's Table 3 (and Table 4's label binding) is a
 recipe over the same federated phases (DESIGN.md):
 
-================  ===========  ===========  =====  ==========================================
-method            pretrain     binding      align  what it is
-================  ===========  ===========  =====  ==========================================
-lower_bound       --           --           no     supervised on the labelled node only
-unimodal          own          --           no     federated unimodal encoders, concatenated
-mim               own          --           yes    incomplete multimodal contrastive, no binding
-mpm               own          --           yes    MIM plus a missing-modality mask vector
-mmbind            own          run config   yes    shared-modality binding, weighted contrastive
-mmbind_label      own          label        yes    MMBind with label binding (Table 4)
-upper_bound       oracle       --           yes    naturally paired data (every modality)
-================  ===========  ===========  =====  ==========================================
+================  ========  ===========  =====  =============================================
+method            pretrain  binding      align  what it is
+================  ========  ===========  =====  =============================================
+lower_bound       no        --           no     supervised on the labelled node only
+unimodal          yes       --           no     federated unimodal encoders, concatenated
+mim               yes       --           yes    incomplete multimodal contrastive, no binding
+mpm               yes       --           yes    MIM plus a missing-modality mask vector
+mmbind            yes       run config   yes    shared-modality binding, weighted contrastive
+mmbind_label      yes       label        yes    MMBind with label binding (Table 4)
+upper_bound       yes       --           yes    alignment on naturally paired data
+================  ========  ===========  =====  =============================================
 
-``own`` pretraining trains each node's autoencoders on the modalities it holds;
-``oracle`` on every modality of its samples (the upper bound's paired data).
-Methods that share a pretraining stream share its result: a run pretrains each
-stream once, whatever the number of methods (Ouyang et al., "MMBind", SenSys 2025,
+Pretraining is the same for every method that has it (federated unimodal
+autoencoders on the modalities each node holds), so a run pretrains once and every
+method starts from the result. The upper bound then differs from MMBind in one thing
+only: its alignment sees each training sample's *real* other modalities (naturally
+paired data, simulation or ``--paired-data`` nodes) instead of bound partners', so the
+gap between the two is the cost of binding (Ouyang et al., "MMBind", SenSys 2025,
 Sec. 5.1 for the baselines).
 """
 
@@ -39,8 +41,6 @@ ALL_METHODS: tuple[Method, ...] = (
 )
 DEFAULT_METHODS: tuple[Method, ...] = ("mmbind", "lower_bound", "upper_bound")
 
-Stream = Literal["own", "oracle"]
-
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -50,8 +50,8 @@ class MethodSpec:
     ----------
     name : str
         The method's name in run configs and results.
-    pretrain : {"own", "oracle"} or None
-        Which autoencoder pretraining stream initialises its encoders (None: random).
+    pretrain : bool
+        Whether the federated autoencoders initialise its encoders (else: random).
     binding : {"config", "label"} or None
         ``"config"`` binds as the run config's ``binding`` says; ``"label"`` always
         by label; None: no binding, no partner features.
@@ -64,7 +64,7 @@ class MethodSpec:
     """
 
     name: str
-    pretrain: Stream | None
+    pretrain: bool
     binding: Literal["config", "label"] | None
     align: bool
     oracle: bool = False
@@ -78,13 +78,13 @@ class MethodSpec:
 
 
 SPECS: dict[str, MethodSpec] = {
-    "lower_bound": MethodSpec("lower_bound", None, None, align=False),
-    "unimodal": MethodSpec("unimodal", "own", None, align=False),
-    "mim": MethodSpec("mim", "own", None, align=True),
-    "mpm": MethodSpec("mpm", "own", None, align=True, mask_vector=True),
-    "mmbind": MethodSpec("mmbind", "own", "config", align=True),
-    "mmbind_label": MethodSpec("mmbind_label", "own", "label", align=True),
-    "upper_bound": MethodSpec("upper_bound", "oracle", None, align=True, oracle=True),
+    "lower_bound": MethodSpec("lower_bound", False, None, align=False),
+    "unimodal": MethodSpec("unimodal", True, None, align=False),
+    "mim": MethodSpec("mim", True, None, align=True),
+    "mpm": MethodSpec("mpm", True, None, align=True, mask_vector=True),
+    "mmbind": MethodSpec("mmbind", True, "config", align=True),
+    "mmbind_label": MethodSpec("mmbind_label", True, "label", align=True),
+    "upper_bound": MethodSpec("upper_bound", True, None, align=True, oracle=True),
 }
 
 TITLES: dict[str, str] = {

@@ -41,13 +41,11 @@ EVAL_LABELS = "evaluation-labels"
 
 TRACKS = "tracks"
 """Config entry listing the methods (tracks) a message carries, comma-separated."""
-STREAMS = "streams"
-"""Config entry listing the pretraining streams (``own``, ``oracle``) a message carries."""
 
 
-def autoencoder_key(modality: str, stream: str = "own") -> str:
+def autoencoder_key(modality: str) -> str:
     """Record key of the autoencoder state of ``modality`` in a pretraining message."""
-    return f"{stream}.ae.{modality}"
+    return f"ae.{modality}"
 
 
 def track_key(track: str, key: str) -> str:

@@ -12,8 +12,8 @@
 Every method of :mod:`mmbind.methods` runs through the same phases, in lockstep:
 one message per node and round carries every method's model (``<method>.model``),
 so comparing seven methods costs the rounds of one, not seven times as many. Each
-pretraining stream (``own``, ``oracle``) runs once and initialises every method
-that starts from it.
+method that pretrains starts from the same federated autoencoders (one pretraining
+per run).
 """
 
 from __future__ import annotations
@@ -438,51 +438,43 @@ class Workflow:
             check_bindable(nodes, self.config.shared_modality)
 
     # -------------------------------------------------------------- phase 2
-    def pretrain(self, streams: Sequence[str]) -> dict[str, dict[str, State]]:
+    def pretrain(self) -> dict[str, State]:
         """Phase 2: federated unimodal autoencoders, averaged per modality over holders.
 
-        Each stream (``own``: a node's own modalities; ``oracle``: every modality of its
-        samples) starts from the same initial weights and travels in the same messages.
-        Returns the final autoencoder states per stream and modality.
+        Returns the final autoencoder state of each modality.
         """
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        init = {
+        states: dict[str, State] = {
             m: dict(Autoencoder(SensorEncoder(m, cfg.embed_dim)).state_dict())
             for m in self._modalities
         }
-        states: dict[str, dict[str, State]] = {s: dict(init) for s in streams}
         for rnd in range(cfg.pretrain_rounds):
             self.progress("pretrain", rnd, cfg.pretrain_rounds)
-            contents = {}
-            for n in self._training_nodes():
-                records = {
-                    wire.autoencoder_key(m, s): wire.state_to_record(states[s][m])
-                    for s in streams
-                    for m in (self._modalities if s == "oracle" else n.modalities)
-                }
-                contents[n.node_id] = self._content(
-                    {
-                        "epochs": cfg.pretrain_epochs,
-                        "seed": cfg.seed * 1000 + rnd,
-                        wire.STREAMS: ",".join(streams),
+            config = {"epochs": cfg.pretrain_epochs, "seed": cfg.seed * 1000 + rnd}
+            contents = {
+                n.node_id: self._content(
+                    config,
+                    **{
+                        wire.autoencoder_key(m): wire.state_to_record(states[m])
+                        for m in n.modalities
                     },
-                    **records,
                 )
+                for n in self._training_nodes()
+            }
             replies = self._send(wire.PRETRAIN, contents)
-            for s in streams:
-                for m in self._modalities:
-                    key = wire.autoencoder_key(m, s)
-                    holders = [c for c in replies.values() if key in c.array_records]
-                    if not holders:
-                        continue
-                    metrics = [c.metric_records[wire.METRICS] for c in holders]
-                    states[s][m] = weighted_average(
-                        [wire.record_to_state(c.array_records[key]) for c in holders],
-                        [wire.get_float(r, f"{s}.{m}.num-samples") for r in metrics],
-                    )
-                    losses = [wire.get_float(r, f"{s}.{m}.loss") for r in metrics]
-                    self.result.history[f"{s}.pretrain.{m}"].append(float(np.mean(losses)))
+            for m in self._modalities:
+                key = wire.autoencoder_key(m)
+                holders = [c for c in replies.values() if key in c.array_records]
+                if not holders:
+                    continue
+                metrics = [c.metric_records[wire.METRICS] for c in holders]
+                states[m] = weighted_average(
+                    [wire.record_to_state(c.array_records[key]) for c in holders],
+                    [wire.get_float(r, f"{m}.num-samples") for r in metrics],
+                )
+                losses = [wire.get_float(r, f"{m}.loss") for r in metrics]
+                self.result.history[f"pretrain.{m}"].append(float(np.mean(losses)))
         self.progress("pretrain", cfg.pretrain_rounds, cfg.pretrain_rounds)
         return states
 
@@ -891,11 +883,10 @@ class Workflow:
             phase, _, number = step.partition(".")
             with self._phase(phase):
                 if step == "pretrain":
-                    streams = list(dict.fromkeys(t.pretrain for t in tracks if t.pretrain))
-                    states = self.pretrain(streams)
+                    states = self.pretrain()
                     for t in tracks:
                         if t.pretrain:
-                            self._load_encoders(models[t.name], states[t.pretrain])
+                            self._load_encoders(models[t.name], states)
                 elif step == "binding":
                     first = next(t for t in tracks if t.binding)
                     bindings = self.bind(models[first.name], kinds)
