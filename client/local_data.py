@@ -170,8 +170,14 @@ def build_node(config: RunConfig, spec: NodeSpec) -> LocalNode:
     local = RunConfig.from_mapping(
         {**config.model_dump(), "dataset": spec.dataset, "data_dir": spec.data_dir}
     )
-    full = load_dataset(local)
-    data = full.for_subjects(spec.subjects) if spec.subjects else full
+    if local.dataset == "utd-mhad" and spec.subjects:
+        # Read only this node's files (a ClientApp process starts for every message).
+        data = load_utd_mhad(
+            Path(local.data_dir), subjects=spec.subjects, modalities=ALL_MODALITIES
+        )
+    else:
+        full = load_dataset(local)
+        data = full.for_subjects(spec.subjects) if spec.subjects else full
     own = data.with_modalities(spec.modalities)
     oracle = data.with_modalities(ALL_MODALITIES) if spec.paired_data else None
     return LocalNode(
