@@ -58,8 +58,11 @@ def _plan_node(config: RunConfig, plan: NodePlan, full: MultimodalDataset) -> Lo
     # The same samples with every modality: the upper bound's naturally paired data.
     oracle = node_dataset(replace(plan, role=replace(plan.role, modalities=ALL_MODALITIES)), full)
     log.debug("node %d: role %s, %d samples", plan.node, plan.role.name, len(own))
+    # Node names are unique within a run: A, B, ... or A1, A2, ... with several nodes per role.
+    n = config.nodes_per_role
+    name = plan.role.name if n == 1 else f"{plan.role.name}{plan.node % n + 1}"
     return LocalNode(
-        plan.role.name,
+        name,
         own,
         config,
         labelled=plan.role.labelled,
