@@ -362,7 +362,7 @@ def test_tiny_grid_on_the_simulation_engine_is_resumable(tmp_path: Path) -> None
         "--seeds",
         "2",
         "--label-budgets",
-        "6",
+        "6,3",
         *TINY,
     ]
 
@@ -375,8 +375,9 @@ def test_tiny_grid_on_the_simulation_engine_is_resumable(tmp_path: Path) -> None
     first = run()
     # Assert
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "2 run, 0 reused" in first.stdout
+    assert "4 run, 0 reused" in first.stdout  # 2 seeds x 2 budgets, one simulation per seed
     results = json.loads((tmp_path / "results.json").read_text())
+    assert results["label_budgets"]["3"]["methods"]["mmbind"]["runs"] == 2
     for name in METHODS.split(","):
         m = results["methods"][name]
         assert m["runs"] == 2 and 0.0 <= m["accuracy"] <= 1.0 and m["accuracy_std"] >= 0.0
@@ -389,5 +390,5 @@ def test_tiny_grid_on_the_simulation_engine_is_resumable(tmp_path: Path) -> None
     again = run()
     # Assert
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "0 run, 2 reused" in again.stdout
+    assert "0 run, 4 reused" in again.stdout
     assert mtimes(tmp_path) == before
