@@ -103,14 +103,14 @@ class InProcessGrid:
         }
         self.seconds: dict[str, float] = {}
         self._count = 0
+        self._replies: dict[str, Any] = {}
 
     def get_node_ids(self) -> Iterable[int]:
         return list(self.contexts)
 
-    def send_and_receive(
-        self, messages: Iterable[Any], *, timeout: float | None = None
-    ) -> Iterator[Any]:
-        out = []
+    def push_messages(self, messages: Iterable[Any]) -> Iterator[str]:
+        """Deliver each message now; its reply waits for :meth:`pull_messages`."""
+        ids = []
         for msg in messages:
             # The SuperLink gives every message an id; replies point back to it.
             self._count += 1
@@ -119,8 +119,12 @@ class InProcessGrid:
             reply = self.client_app(msg, self.contexts[msg.metadata.dst_node_id])
             kind = msg.metadata.message_type
             self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - start
-            out.append(reply)
-        return iter(out)
+            self._replies[msg.metadata.message_id] = reply
+            ids.append(msg.metadata.message_id)
+        return iter(ids)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterator[Any]:
+        return iter([self._replies.pop(i) for i in list(message_ids) if i in self._replies])
 
 
 def run(
