@@ -235,7 +235,14 @@ class Workflow:
                 raise FederationError(f"{message_type} failed on {len(failed)} node(s): {detail}")
             for node_id, why in failed.items():
                 self._drop(node_id, message_type, why)
-        return out
+        # Replies in node-name order, not arrival order: averages of three or more states
+        # are sums in floating point, and their order must not depend on timing or on the
+        # ids a SuperLink hands out (simulation and deployment then agree bit for bit).
+        return {n: out[n] for n in sorted(out, key=self._order)}
+
+    def _order(self, node_id: int) -> tuple[str, int]:
+        node = self._nodes.get(node_id)
+        return (node.role if node else "", node_id)
 
     def _exchange(self, messages: Sequence[Message]) -> list[Message]:
         """Push ``messages`` and pull their replies, polling every ``POLL_SECONDS``.
