@@ -41,6 +41,15 @@ ALL_METHODS: tuple[Method, ...] = (
 )
 DEFAULT_METHODS: tuple[Method, ...] = ("mmbind", "lower_bound", "upper_bound")
 
+CENTRALISED = "mmbind_centralised"
+"""MMBind with every node's data pooled on one machine (``mmbind.server.centralised``)."""
+REPORT_ORDER: tuple[str, ...] = (
+    *(m for m in ALL_METHODS if m != "upper_bound"),
+    CENTRALISED,
+    "upper_bound",
+)
+"""Every method name, federated or not, in the order of the paper's tables."""
+
 
 @dataclass(frozen=True)
 class MethodSpec:

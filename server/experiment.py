@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbind.errors import ConfigError, DataError
-from mmbind.methods import ALL_METHODS, TITLES
+from mmbind.methods import ALL_METHODS, CENTRALISED, REPORT_ORDER, TITLES
 from mmbind.run_config import METHODS as RUN_CONFIG_METHODS
 from mmbind.run_config import RunConfig
 
@@ -73,26 +73,14 @@ Progress = Callable[[str, int, int], None]
 SimulateFn = Callable[..., dict[str, Any]]
 CentralisedFn = Callable[..., dict[str, Any]]
 
-#: The method computed outside the federation by ``mmbind.server.centralised``.
-CENTRALISED = "mmbind_centralised"
 CENTRALISED_MODULE = "mmbind.server.centralised"
 
 #: Every method name the grid knows, in the order of the paper's tables.
-METHOD_ORDER: tuple[str, ...] = (
-    "lower_bound",
-    "unimodal",
-    "mim",
-    "mpm",
-    "mmbind",
-    "mmbind_label",
-    CENTRALISED,
-    "upper_bound",
-)
+METHOD_ORDER: tuple[str, ...] = REPORT_ORDER
 
 METHOD_TITLES: dict[str, str] = {
     **TITLES,
     "mmbind_label": "MMBind, label binding (federated)",
-    CENTRALISED: "MMBind (centralised)",
 }
 
 #: UTD-MHAD label budgets of the paper (216 = all of C's labelled samples).

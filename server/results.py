@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mmbind.methods import ALL_METHODS, TITLES
+from mmbind.methods import REPORT_ORDER, TITLES
 from mmbind.run_config import RunConfig
 
 
@@ -99,7 +99,7 @@ METHOD_TITLES = TITLES
 def format_table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     """Rows ``(method, accuracy, macro-F1)`` in the paper's order, for printing."""
     rows = []
-    for name in (*ALL_METHODS, "mmbind_centralised"):
+    for name in REPORT_ORDER:
         if name in results["methods"]:
             m = results["methods"][name]
             rows.append((METHOD_TITLES[name], f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}"))
