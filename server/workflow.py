@@ -448,7 +448,7 @@ class Workflow:
     def pretrain(self) -> dict[str, State]:
         """Phase 2: federated unimodal autoencoders, averaged per modality over holders.
 
-        Returns the final autoencoder state of each modality.
+        Returns the pretrained encoder state of each modality (the autoencoders' encoders).
         """
         cfg = self.config
         torch.manual_seed(cfg.seed)
@@ -483,13 +483,12 @@ class Workflow:
                 losses = [wire.get_float(r, f"{m}.loss") for r in metrics]
                 self.result.history[f"pretrain.{m}"].append(float(np.mean(losses)))
         self.progress("pretrain", cfg.pretrain_rounds, cfg.pretrain_rounds)
-        return states
-
-    def _load_encoders(self, model: FusionModel, states: Mapping[str, State]) -> None:
+        encoders: dict[str, State] = {}
         for m in self._modalities:
-            ae = Autoencoder(SensorEncoder(m, self.config.embed_dim))
+            ae = Autoencoder(SensorEncoder(m, cfg.embed_dim))
             ae.load_state_dict(states[m])
-            model.encoders[m].load_state_dict(ae.encoder.state_dict())
+            encoders[m] = dict(ae.encoder.state_dict())
+        return encoders
 
     # -------------------------------------------------------------- phase 3
     def bind(self, model: FusionModel, kinds: Sequence[str]) -> dict[str, list[NodeBinding]]:
@@ -890,10 +889,10 @@ class Workflow:
             phase, _, number = step.partition(".")
             with self._phase(phase):
                 if step == "pretrain":
-                    states = self.pretrain()
-                    for t in tracks:
-                        if t.pretrain:
-                            self._load_encoders(models[t.name], states)
+                    encoders = self.pretrain()
+                    for t in (t for t in tracks if t.pretrain):
+                        for m, state in encoders.items():
+                            models[t.name].encoders[m].load_state_dict(state)
                 elif step == "binding":
                     first = next(t for t in tracks if t.binding)
                     bindings = self.bind(models[first.name], kinds)
