@@ -6,13 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_harness import REDIS_URL, Deployment, redis_answers
+from deploy_harness import Deployment
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    if not redis_answers():
-        pytest.skip(f"Redis does not answer at {REDIS_URL} (start redis-server)")
+def deployment(tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
+    """A deployment's processes on loopback (skips when the test Redis does not answer)."""
     dep = Deployment(tmp_path)
     try:
         yield dep

@@ -32,15 +32,6 @@ NODES = [
 ]
 
 
-def redis_answers() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping())
-    except Exception:
-        return False
-
-
 class Relay:
     """A TCP relay that records every byte nodes and the SuperLink exchange."""
 

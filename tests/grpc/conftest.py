@@ -1,13 +1,11 @@
 """Fixtures of the gRPC tests: real BindingService servers on 127.0.0.1 over each store.
 
-Redis is the one at ``MMBIND_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``);
-Redis-backed cases skip when it does not answer. Each module's Redis server uses its
-own key prefix, removed afterwards.
+Redis-backed cases use the shared ``redis_client`` fixture (tests/conftest.py) and skip when
+it does not answer. Each module's Redis server uses its own key prefix, removed afterwards.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -18,19 +16,6 @@ from mmbind.server.grpc_service import BindingServer, serve
 from mmbind.server.redis_store import RedisBindingStore
 from mmbind.server.store import BindingStore, InMemoryBindingStore
 
-REDIS_URL = os.environ.get("MMBIND_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def redis_or_skip() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(
-            f"Redis at {REDIS_URL} does not answer ({exc}); start one or set MMBIND_TEST_REDIS_URL"
-        )
-    return client
-
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
 def store_kind(request: pytest.FixtureRequest) -> str:
@@ -38,14 +23,16 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def backing_store(store_kind: str) -> Iterator[BindingStore]:
+def backing_store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[BindingStore]:
     """The store behind the module's server: in-memory or Redis (fresh key prefix)."""
     if store_kind == "memory":
         yield InMemoryBindingStore()
         return
-    client = redis_or_skip()
+    client: redis.Redis = request.getfixturevalue("redis_client")
     prefix = f"mmbind-test-{uuid.uuid4().hex[:12]}"
-    store = RedisBindingStore(REDIS_URL, retries=1, backoff=0.01, prefix=prefix)
+    store = RedisBindingStore(
+        request.getfixturevalue("redis_url"), retries=1, backoff=0.01, prefix=prefix
+    )
     yield store
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         client.delete(key)

@@ -1,6 +1,6 @@
 """Fixtures of the store tests: the stores the contract suite runs against.
 
-Redis is the one at ``MMBIND_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``);
+Redis comes from the shared ``redis_client``/``redis_url`` fixtures (tests/conftest.py);
 tests that need it skip when it does not answer. Each test gets its own key prefix,
 so concurrent test runs on the same database do not see each other, and its keys
 are removed afterwards.
@@ -8,7 +8,6 @@ are removed afterwards.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -20,32 +19,13 @@ from mmbind.server.redis_store import RedisBindingStore
 from mmbind.server.remote import RemoteBindingStore
 from mmbind.server.store import BindingStore, InMemoryBindingStore
 
-REDIS_URL = os.environ.get("MMBIND_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def _require_redis() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(
-            f"Redis at {REDIS_URL} does not answer ({exc}); start one or set MMBIND_TEST_REDIS_URL"
-        )
-    return client
-
 
 @pytest.fixture
-def redis_client() -> redis.Redis:
-    """A raw client of the test database (skips when Redis is down)."""
-    return _require_redis()
-
-
-@pytest.fixture
-def redis_store(redis_client: redis.Redis) -> Iterator[RedisBindingStore]:
+def redis_store(redis_client: redis.Redis, redis_url: str) -> Iterator[RedisBindingStore]:
     """A Redis store with a fresh key prefix and short TTLs, cleaned up afterwards."""
     prefix = f"mmbind-test-{uuid.uuid4().hex[:12]}"
     store = RedisBindingStore(
-        REDIS_URL, ttl_seconds=100, checkpoint_ttl_seconds=1000, retries=1, backoff=0.01,
+        redis_url, ttl_seconds=100, checkpoint_ttl_seconds=1000, retries=1, backoff=0.01,
         prefix=prefix,
     )  # fmt: skip
     yield store

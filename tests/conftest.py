@@ -1,0 +1,46 @@
+"""Fixtures shared by every test package.
+
+Redis is the one at ``MMBIND_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``);
+tests that need it request ``redis_url`` or ``redis_client`` and skip when it does not answer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+import torch
+
+TEST_REDIS_URL = os.environ.get("MMBIND_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run a test on one torch thread (small ops; avoids oversubscribing a shared 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    """A client of the test database; skips the test when Redis does not answer."""
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=0.5, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(
+            f"Redis at {TEST_REDIS_URL} does not answer ({exc}); "
+            "start one or set MMBIND_TEST_REDIS_URL"
+        )
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_client: redis.Redis) -> str:
+    """The test Redis URL, once it answers (skips otherwise)."""
+    return TEST_REDIS_URL
