@@ -20,7 +20,8 @@ from numpy.typing import NDArray
 
 from mmbind.binding.pairing import Bindings, bind_by_label, bind_by_modality, pairing_accuracy
 from mmbind.binding.weights import Weighting
-from mmbind.errors import BindingError, UnknownNodeError
+from mmbind.errors import BindingError, DataError, UnknownNodeError
+from mmbind.modalities import REGISTRY
 from mmbind.server.store import BindingStore
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,57 @@ def check_bindable(nodes: Sequence[NodeManifest], shared: str) -> list[BindReque
             f"share {shared!r} and hold different other modalities; nodes: {layout}"
         )
     return requests
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a run's model looks like, from its nodes' manifests."""
+
+    num_classes: int
+    #: Every modality any node holds, in registry order (the fusion model's feature layout).
+    modalities: tuple[str, ...]
+
+
+def check_layout(nodes: Sequence[NodeManifest], shared: str | None) -> Layout:
+    """Refuse, before any training, a set of nodes MMBind cannot run on.
+
+    Parameters
+    ----------
+    nodes : sequence of NodeManifest
+        Every node of the run, training and test.
+    shared : str or None
+        The binding modality; ``None`` when no method of the run binds.
+
+    Returns
+    -------
+    Layout
+
+    Raises
+    ------
+    DataError
+        Nodes disagree on the number of classes.
+    BindingError
+        No labelled training node, no test node, a test modality no training node holds, or
+        (with ``shared``) no two training nodes can bind through it.
+    """
+    classes = {n.num_classes for n in nodes}
+    if len(classes) != 1:
+        raise DataError(f"nodes disagree on the number of classes: {sorted(classes)}")
+    if not any(n.labelled and n.trains for n in nodes):
+        raise BindingError("no labelled node: fine-tuning needs at least one labelled node")
+    if not any(not n.trains for n in nodes):
+        raise BindingError("no test node: evaluation needs a test node (mmbind-client --test)")
+    trained = {m for n in nodes if n.trains for m in n.modalities}
+    missing = {m for n in nodes if not n.trains for m in n.modalities} - trained
+    if missing:
+        raise BindingError(
+            f"test nodes hold {sorted(missing)}, which no training node holds: "
+            "the model could never learn them"
+        )
+    if shared is not None:
+        check_bindable(nodes, shared)
+    held = {m for n in nodes for m in n.modalities}
+    return Layout(classes.pop(), tuple(m for m in REGISTRY if m in held))
 
 
 class BindingService:

@@ -58,7 +58,7 @@ from mmbind.client.data.dataset import MultimodalDataset
 from mmbind.client.data.normalization import ChannelMoments
 from mmbind.client.local_data import simulated_nodes
 from mmbind.client.node import LocalNode, PartnerView
-from mmbind.errors import BindingError, DataError
+from mmbind.errors import DataError
 from mmbind.modalities import REGISTRY
 from mmbind.run_config import RunConfig
 from mmbind.server.binding_service import (
@@ -67,6 +67,7 @@ from mmbind.server.binding_service import (
     NodeManifest,
     binding_report,
     check_bindable,
+    check_layout,
     tuple_weights,
 )
 from mmbind.server.results import metrics_from_confusion
@@ -114,40 +115,6 @@ def _manifests(nodes: Sequence[LocalNode]) -> list[NodeManifest]:
     ]
 
 
-def _check_layout(nodes: Sequence[LocalNode], config: RunConfig) -> None:
-    """Refuse, before any training, a layout the federated coordinator would refuse.
-
-    Raises
-    ------
-    DataError
-        Nodes disagree on the number of classes.
-    BindingError
-        No labelled training node, no test node, a test modality no training node holds,
-        or no two training nodes can bind through ``config.shared_modality``.
-    """
-    classes = {int(n.data.num_classes) for n in nodes}
-    if len(classes) != 1:
-        raise DataError(f"nodes disagree on the number of classes: {sorted(classes)}")
-    if not any(n.labelled and n.trains for n in nodes):
-        raise BindingError("no labelled node: fine-tuning needs at least one labelled node")
-    if not any(not n.trains for n in nodes):
-        raise BindingError("no test node: evaluation needs at least one test node")
-    trained = {m for n in nodes if n.trains for m in n.modalities}
-    missing = {m for n in nodes if not n.trains for m in n.modalities} - trained
-    if missing:
-        raise BindingError(
-            f"test nodes hold {sorted(missing)}, which no training node holds: "
-            "the model could never learn them"
-        )
-    check_bindable(_manifests(nodes), config.shared_modality)
-
-
-def _model_modalities(nodes: Sequence[LocalNode]) -> tuple[str, ...]:
-    """Every modality any node holds, in registry order (the federated model's layout)."""
-    held = {m for n in nodes for m in n.modalities}
-    return tuple(m for m in REGISTRY if m in held)
-
-
 def normalised_nodes(config: RunConfig) -> tuple[list[LocalNode], Stats]:
     """The simulated federation's nodes, checked, with the pooled normalisation installed.
 
@@ -171,7 +138,7 @@ def normalised_nodes(config: RunConfig) -> tuple[list[LocalNode], Stats]:
         The layout cannot run MMBind (see :func:`run_centralised`).
     """
     nodes = simulated_nodes(config)
-    _check_layout(nodes, config)
+    check_layout(_manifests(nodes), config.shared_modality)
     moments: dict[str, list[ChannelMoments]] = defaultdict(list)
     for n in nodes:
         if n.trains:
@@ -238,7 +205,7 @@ def pretrain_pooled(
     """
     cfg = config
     report = progress or _silent
-    modalities = _model_modalities(nodes)
+    modalities = check_layout(_manifests(nodes), config.shared_modality).modalities
     train = [n for n in nodes if n.trains]
     torch.manual_seed(cfg.seed)
     aes = {m: Autoencoder(SensorEncoder(m, cfg.embed_dim)) for m in modalities}

@@ -40,9 +40,8 @@ from mmbind.binding.encoders import SensorEncoder
 from mmbind.binding.fusion import FusionModel
 from mmbind.binding.weights import get_weighting
 from mmbind.client.data.normalization import ChannelMoments
-from mmbind.errors import BindingError, FederationError
+from mmbind.errors import FederationError
 from mmbind.methods import SPECS, MethodSpec
-from mmbind.modalities import REGISTRY
 from mmbind.run_config import RunConfig
 from mmbind.server.aggregation import average_modality, weighted_average
 from mmbind.server.binding_service import (
@@ -52,6 +51,7 @@ from mmbind.server.binding_service import (
     NodeManifest,
     binding_report,
     check_bindable,
+    check_layout,
     tuple_weights,
 )
 from mmbind.server.checkpoint import (
@@ -405,7 +405,7 @@ class Workflow:
         nodes = self._active()
         self.result.nodes = [n.to_dict() for n in nodes]
         self.result.dataset = ",".join(sorted(self._datasets))
-        self._check_layout(nodes, moments)
+        self._check_layout(nodes)
         stats: dict[str, NDArray[np.float32]] = {}
         for m, parts in moments.items():
             merged = ChannelMoments.sum(parts)
@@ -415,13 +415,7 @@ class Workflow:
         self.progress("manifest", 1, 1)
         return nodes
 
-    def _check_layout(
-        self, nodes: Sequence[NodeManifest], moments: Mapping[str, Sequence[ChannelMoments]]
-    ) -> None:
-        classes = {n.num_classes for n in nodes}
-        if len(classes) != 1:
-            raise FederationError(f"nodes disagree on the number of classes: {sorted(classes)}")
-        self._num_classes = classes.pop()
+    def _check_layout(self, nodes: Sequence[NodeManifest]) -> None:
         names = [n.role for n in nodes]
         duplicates = sorted({r for r in names if names.count(r) > 1})
         if duplicates:
@@ -429,20 +423,10 @@ class Workflow:
                 f"node names must be unique within a run; repeated: {duplicates} "
                 "(give each mmbind-client its own --name)"
             )
-        held = {m for n in nodes for m in n.modalities}
-        self._modalities = tuple(m for m in REGISTRY if m in held)
-        if not any(n.labelled and n.trains for n in nodes):
-            raise BindingError("no labelled node: fine-tuning needs at least one labelled node")
-        if not any(not n.trains for n in nodes):
-            raise BindingError("no test node: evaluation needs a node started with --test")
-        missing = {m for n in nodes if not n.trains for m in n.modalities} - set(moments)
-        if missing:
-            raise BindingError(
-                f"test nodes hold {sorted(missing)}, which no training node holds: "
-                "the model could never learn them"
-            )
-        if any(SPECS[m].binding for m in self.config.methods):
-            check_bindable(nodes, self.config.shared_modality)
+        binds = any(SPECS[m].binding for m in self.config.methods)
+        layout = check_layout(nodes, self.config.shared_modality if binds else None)
+        self._num_classes = layout.num_classes
+        self._modalities = layout.modalities
 
     # -------------------------------------------------------------- phase 2
     def pretrain(self) -> dict[str, State]:

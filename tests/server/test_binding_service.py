@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from mmbind.binding.search import l2_normalize
 from mmbind.binding.weights import get_weighting
-from mmbind.errors import BindingError, UnknownNodeError
+from mmbind.errors import BindingError, DataError, UnknownNodeError
 from mmbind.server.binding_service import (
     BindingService,
     NodeManifest,
     binding_report,
     check_bindable,
+    check_layout,
     plan_requests,
     tuple_weights,
 )
@@ -47,6 +50,39 @@ def test_run_that_cannot_bind_is_refused_with_the_layout() -> None:
         BindingError, match=r"no two training nodes can bind through 'acc'.*node 10 \(A\)"
     ):
         check_bindable(nodes, "acc")
+
+
+def test_layout_gives_classes_and_registry_ordered_modalities() -> None:
+    # Execute
+    layout = check_layout(paper_nodes(), "acc")
+    # Assert
+    assert layout.num_classes == 3
+    assert layout.modalities == ("acc", "gyro", "skeleton")
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"C": {"num_classes": 4}}, DataError, r"disagree on the number of classes: \[3, 4\]"),
+        ({"C": {"labelled": False}}, BindingError, "no labelled node"),
+        ({"test": {"trains": True}}, BindingError, "no test node"),
+        ({"test": {"modalities": ("gyro", "mag")}}, BindingError, r"test nodes hold \['mag'\]"),
+        ({"B": {"modalities": ("gyro",)}}, BindingError, "no two training nodes can bind"),
+    ],
+)
+def test_layout_refuses_what_mmbind_cannot_run(
+    change: dict[str, dict[str, object]], error: type[Exception], message: str
+) -> None:
+    # Prepare
+    nodes = [dataclasses.replace(n, **change.get(n.role, {})) for n in paper_nodes()]  # type: ignore[arg-type]
+    # Execute / Assert
+    with pytest.raises(error, match=message):
+        check_layout(nodes, "acc")
+
+
+def test_layout_without_binding_methods_skips_the_binding_check() -> None:
+    nodes = [n for n in paper_nodes() if n.role != "B"]
+    assert check_layout(nodes, None).modalities == ("acc", "gyro", "skeleton")
 
 
 def test_bindings_are_top1_matches_and_weights_follow_similarity() -> None:
