@@ -257,6 +257,16 @@ class AnnIndex:
         return _sort_results(sims.astype(np.float32), idx.astype(np.int64))
 
 
+def _matching_2d(
+    x: NDArray[np.floating[Any]], y: NDArray[np.floating[Any]], what: str
+) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
+    """``x`` (N, d) and ``y`` (M, d) as arrays, or a :class:`ShapeError` naming ``what``."""
+    xa, ya = np.asarray(x), np.asarray(y)
+    if xa.ndim != 2 or ya.ndim != 2 or xa.shape[1] != ya.shape[1]:
+        raise ShapeError(f"{what} must be (N, d), (M, d); got {xa.shape}, {ya.shape}")
+    return xa, ya
+
+
 def search(
     queries: NDArray[np.floating[Any]],
     keys: NDArray[np.floating[Any]],
@@ -287,9 +297,7 @@ def search(
     sims : ndarray, shape (N, k), float32
     idx : ndarray, shape (N, k), int64
     """
-    q, kk = np.asarray(queries), np.asarray(keys)
-    if q.ndim != 2 or kk.ndim != 2 or q.shape[1] != kk.shape[1]:
-        raise ShapeError(f"queries and keys must be (N, d), (M, d); got {q.shape}, {kk.shape}")
+    q, kk = _matching_2d(queries, keys, "queries and keys")
     chosen = choose_method(q.shape[0], kk.shape[0], q.shape[1], method)
     if chosen == "exact":
         if storage == "float16":
@@ -316,9 +324,7 @@ def search_both(
 
     Parameters and results as in :func:`search` and :func:`topk_cosine_both`.
     """
-    aa, bb = np.asarray(a), np.asarray(b)
-    if aa.ndim != 2 or bb.ndim != 2 or aa.shape[1] != bb.shape[1]:
-        raise ShapeError(f"a and b must be (N, d), (M, d); got {aa.shape}, {bb.shape}")
+    aa, bb = _matching_2d(a, b, "a and b")
     chosen = choose_method(aa.shape[0], bb.shape[0], aa.shape[1], method, both=True)
     if chosen == "exact":
         if storage == "float16":
