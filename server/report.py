@@ -44,6 +44,8 @@ PAPER_ONLY = (
     ("dcm", "DCM (paper only)"),
     ("imagebind", "ImageBind-style (paper only)"),
 )
+#: Resolution of the report figures.
+FIGURE_DPI = 110
 
 
 # ------------------------------------------------------------------ formatting
@@ -114,6 +116,13 @@ def _first_with(
     return None
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out ``fig`` (a matplotlib Figure, no pyplot state) and write it to ``path`` as PNG."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=FIGURE_DPI)
+    return path
+
+
 def _heatmap(
     path: Path,
     matrix: list[list[float]],
@@ -145,9 +154,7 @@ def _heatmap(
                 text = f"{int(v)}" if counts else f"{v:.2f}"
                 color = "black" if span and (v - low) > 0.6 * span else "white"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def _history_of(doc: Mapping[str, Any]) -> dict[str, list[float]]:
@@ -197,9 +204,7 @@ def _curves(path: Path, history: Mapping[str, list[float]], cell: str) -> Path:
         ax.set_xlabel("round")
         ax.set_ylabel("loss")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def _budget_plot(path: Path, results: Mapping[str, Any]) -> Path | None:
@@ -234,9 +239,7 @@ def _budget_plot(path: Path, results: Mapping[str, Any]) -> Path | None:
     ax.set_title("Accuracy vs label budget (mean ± std over seeds × splits)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def _npr_plot(path: Path, results: Mapping[str, Any]) -> Path | None:
@@ -269,9 +272,7 @@ def _npr_plot(path: Path, results: Mapping[str, Any]) -> Path | None:
     right.set_title("Binding pairing accuracy vs nodes per role")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def draw_figures(
