@@ -19,7 +19,7 @@ from mmbind import __version__
 from mmbind.client.local_data import NodeSpec, build_node
 from mmbind.errors import ConfigError, MMBindError
 from mmbind.modalities import parse_modalities
-from mmbind.processes import free_port, parse_address
+from mmbind.processes import free_port, parse_address, scripts_path
 from mmbind.run_config import RunConfig
 from mmbind.settings import MMBindSettings
 
@@ -46,11 +46,6 @@ def node_config_arg(config: dict[str, str | bool]) -> str:
                 raise ConfigError(f"node config value {value!r} for {key} must not contain '\"'")
             parts.append(f'{key}="{value}"')
     return " ".join(parts)
-
-
-def _bin_path() -> str:
-    """This interpreter's scripts folder first, so the matching flwr is found."""
-    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Become the SuperNode (exec): signals, exit code and process group are then
         # the node's own, as if flower-supernode had been started directly.
         sys.stderr.flush()
-        env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
-        executable = shutil.which("flower-supernode", path=_bin_path())
+        env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "PATH": scripts_path()}
+        executable = shutil.which("flower-supernode", path=scripts_path())
         if executable is None:
             raise MMBindError("flower-supernode not found; is flwr installed in this environment?")
         os.execve(executable, argv_node, env)

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,16 @@ from typing import IO
 from mmbind.errors import ConfigError, MMBindError
 
 log = logging.getLogger(__name__)
+
+
+def scripts_path() -> str:
+    """``PATH`` with this interpreter's scripts folder first.
+
+    Flower's processes start each other by name (the SuperLink starts ``flower-superexec``,
+    a SuperNode ``flwr-clientapp``); with the scripts folder first they find the flwr installed
+    beside mmbind even when its virtual environment is not activated.
+    """
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def parse_address(address: str, what: str = "address") -> tuple[str, int]:

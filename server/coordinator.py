@@ -19,7 +19,13 @@ from types import FrameType
 
 from mmbind import __version__
 from mmbind.errors import ConfigError, MMBindError
-from mmbind.processes import ManagedProcess, parse_address, port_is_open, wait_for_port
+from mmbind.processes import (
+    ManagedProcess,
+    parse_address,
+    port_is_open,
+    scripts_path,
+    wait_for_port,
+)
 from mmbind.server.store import BindingStore, InMemoryBindingStore
 from mmbind.settings import MMBindSettings
 
@@ -99,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # Registered nodes outlive a restart: they keep their ids and reconnect.
                 "--database", str(state_dir / "superlink.db"),
             ],
-            env={"FLWR_TELEMETRY_ENABLED": "0"},
+            # It starts flower-superexec by name: from this environment's scripts folder.
+            env={"FLWR_TELEMETRY_ENABLED": "0", "PATH": scripts_path()},
             log_file=log_file,
             new_session=False,  # dies with mmbind-server's process group
         )  # fmt: skip

@@ -93,7 +93,15 @@ class Deployment:
         self.server: ManagedProcess | None = None
         self.nodes: dict[str, ManagedProcess] = {}
         self.relay: Relay | None = None
-        self.env = {"FLWR_TELEMETRY_ENABLED": "0", "MMBIND_LOG_LEVEL": "WARNING"}
+        self.env = {
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "MMBIND_LOG_LEVEL": "WARNING",
+            # As a user calling .venv/bin/mmbind-server without activating the environment:
+            # Flower's processes must still find each other (mmbind.processes.scripts_path).
+            "PATH": os.pathsep.join(
+                p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != BIN
+            ),
+        }
 
     @property
     def superlink(self) -> str:
