@@ -123,8 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Become the SuperNode (exec): signals, exit code and process group are then
         # the node's own, as if flower-supernode had been started directly.
         sys.stderr.flush()
-        env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "PATH": scripts_path()}
-        executable = shutil.which("flower-supernode", path=scripts_path())
+        path = scripts_path()  # the SuperNode starts flwr-clientapp by name
+        env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "PATH": path}
+        executable = shutil.which("flower-supernode", path=path)
         if executable is None:
             raise MMBindError("flower-supernode not found; is flwr installed in this environment?")
         os.execve(executable, argv_node, env)

@@ -134,6 +134,12 @@ class Layout:
     modalities: tuple[str, ...]
 
 
+def model_modalities(nodes: Sequence[NodeManifest]) -> tuple[str, ...]:
+    """Every modality any node holds, in registry order (the fusion model's feature layout)."""
+    held = {m for n in nodes for m in n.modalities}
+    return tuple(m for m in REGISTRY if m in held)
+
+
 def check_layout(nodes: Sequence[NodeManifest], shared: str | None) -> Layout:
     """Refuse, before any training, a set of nodes MMBind cannot run on.
 
@@ -172,8 +178,7 @@ def check_layout(nodes: Sequence[NodeManifest], shared: str | None) -> Layout:
         )
     if shared is not None:
         check_bindable(nodes, shared)
-    held = {m for n in nodes for m in n.modalities}
-    return Layout(classes.pop(), tuple(m for m in REGISTRY if m in held))
+    return Layout(classes.pop(), model_modalities(nodes))
 
 
 class BindingService:

@@ -68,6 +68,7 @@ from mmbind.server.binding_service import (
     binding_report,
     check_bindable,
     check_layout,
+    model_modalities,
     tuple_weights,
 )
 from mmbind.server.results import metrics_from_confusion
@@ -205,7 +206,7 @@ def pretrain_pooled(
     """
     cfg = config
     report = progress or _silent
-    modalities = check_layout(_manifests(nodes), config.shared_modality).modalities
+    modalities = model_modalities(_manifests(nodes))
     train = [n for n in nodes if n.trains]
     torch.manual_seed(cfg.seed)
     aes = {m: Autoencoder(SensorEncoder(m, cfg.embed_dim)) for m in modalities}
