@@ -12,7 +12,7 @@ from deploy_harness import Deployment
 @pytest.fixture
 def deployment(tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
     """A deployment's processes on loopback (skips when the test Redis does not answer)."""
-    dep = Deployment(tmp_path)
+    dep = Deployment(tmp_path, redis_url)
     try:
         yield dep
     finally:

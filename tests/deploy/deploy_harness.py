@@ -16,7 +16,6 @@ from pathlib import Path
 
 from mmbind.processes import ManagedProcess, free_port, port_is_open, wait_for_port
 
-REDIS_URL = os.environ.get("MMBIND_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BIN = Path(sys.executable).parent
 
 # Small settings: every phase runs, each with few messages (a message costs seconds here).
@@ -86,8 +85,9 @@ class Relay:
 class Deployment:
     """mmbind-server and mmbind-client processes for one test, stopped at the end."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, redis_url: str) -> None:
         self.tmp = tmp
+        self.redis_url = redis_url
         self.port = free_port()
         self.binding_port = free_port()
         self.server: ManagedProcess | None = None
@@ -112,7 +112,7 @@ class Deployment:
             "mmbind-server",
             [
                 str(BIN / "mmbind-server"), "--port", str(self.port),
-                "--binding-port", str(self.binding_port), "--redis-url", REDIS_URL,
+                "--binding-port", str(self.binding_port), "--redis-url", self.redis_url,
                 "--log-dir", str(self.tmp), "--state-dir", str(self.tmp / "state"),
             ],
             env=self.env, log_file=self.tmp / "server.log",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from deploy_harness import NODES, REDIS_URL, TINY, Deployment, run_id_of
+from deploy_harness import NODES, TINY, Deployment, run_id_of
 
 from mmbind.client.data.normalization import ChannelMoments, normalize
 from mmbind.client.data.synthetic import make_synthetic
@@ -82,7 +82,7 @@ def test_full_run_and_nothing_raw_on_the_wire(deployment: Deployment, tmp_path: 
         assert results["phases"][phase]["seconds"] > 0
     assert "MMBind" in stdout
     # What nodes sent, per the coordinator's audit: no array shaped like a window.
-    events = RedisBindingStore(REDIS_URL).events(run_id)
+    events = RedisBindingStore(deployment.redis_url).events(run_id)
     wire = [e.data for e in events if e.kind == "wire"]
     assert wire
     for entry in wire:
@@ -104,7 +104,7 @@ def test_node_dying_mid_phase_is_recorded_and_the_run_finishes(
     deployment.start_server()
     deployment.start_nodes()
     out = tmp_path / "out"
-    store = RedisBindingStore(REDIS_URL)
+    store = RedisBindingStore(deployment.redis_url)
     proc = deployment.run("--methods", "mmbind", output=out)
     run_id = run_id_of(proc)
 
@@ -133,7 +133,7 @@ def test_coordinator_restart_resumes_from_checkpoint(
     # Prepare
     deployment.start_server()
     deployment.start_nodes()
-    store = RedisBindingStore(REDIS_URL)
+    store = RedisBindingStore(deployment.redis_url)
     first = deployment.run("--methods", "mmbind", output=tmp_path / "first")
     run_id = run_id_of(first)
 
