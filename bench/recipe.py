@@ -47,6 +47,21 @@ PROTOCOLS: dict[str, dict[str, tuple[int, ...]]] = {
     "dev3": {"A": (5, 6), "B": (1, 2), "C": (3,), "test": (4,)},
     "split0": {"A": (1, 2), "B": (3, 4), "C": (5, 6), "test": (7, 8)},
 }
+
+
+def _loso(test: int) -> dict[str, tuple[int, ...]]:
+    """Leave-one-subject-out over subjects 1-6: ``test`` held out, the other five rotated."""
+    others = [s for s in range(1, 7) if s != test]
+    rot = others[test - 1 :] + others[: test - 1]
+    return {
+        "A": tuple(sorted(rot[0:2])),
+        "B": tuple(sorted(rot[2:4])),
+        "C": (rot[4],),
+        "test": (test,),
+    }
+
+
+PROTOCOLS.update({f"loso{t}": _loso(t) for t in range(1, 7)})
 DATA_DIR = "/work/shared/data/utd_mhad"
 
 
@@ -260,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     if args.json:
-        with open(args.json, "a") as fh:
+        import fcntl
+
+        with open(args.json, "a") as fh:  # several runs may append at once
+            fcntl.flock(fh, fcntl.LOCK_EX)
             fh.write(json.dumps(out) + "\n")
     else:
         print(json.dumps(out, indent=1))

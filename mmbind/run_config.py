@@ -9,13 +9,16 @@ from CLI arguments. The ServerApp and every ClientApp build it from the same
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mmbind.errors import ConfigError
 from mmbind.methods import DEFAULT_METHODS, Method
 from mmbind.modalities import parse_modalities
+
+if TYPE_CHECKING:
+    from mmbind.binding.encoders import EncoderSpec
 
 METHODS = DEFAULT_METHODS
 
@@ -38,6 +41,13 @@ class RunConfig(BaseModel):
         description="more label budgets, each fine-tuned and evaluated from the same aligned "
         "models (results under label_budgets)",
     )
+    encoder: Literal["conv", "tconv", "gru", "paper"] = Field(
+        "conv", description="encoder architecture (mmbind.binding.encoders)"
+    )
+    encoder_dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside the encoders")
+    encoder_norm: Literal["default", "group", "batch"] = Field(
+        "default", description="encoder normalisation layers (default: the architecture's)"
+    )
     embed_dim: int = Field(128, ge=8, le=2048)
     proj_dim: int = Field(128, ge=8, le=2048)
     pretrain_rounds: int = Field(12, ge=0)
@@ -58,6 +68,11 @@ class RunConfig(BaseModel):
     finetune_augment: float = Field(0.0, ge=0, description="jitter/scaling in fine-tuning")
     encoder_lr_scale: float = Field(
         0.3, ge=0, description="encoders' fine-tuning lr relative to the classifier's; 0 freezes"
+    )
+    normalization: Literal["channel", "axis", "modality"] = Field(
+        "channel",
+        description="which channels share one mean/std: each channel, the modality's geometry "
+        "(IMU axes together, skeleton per axis over joints, as the paper), or all",
     )
     binding_standardize: bool = Field(
         True, description="standardise shared-modality embeddings per node before binding"
@@ -95,6 +110,13 @@ class RunConfig(BaseModel):
         if any(b < 0 for b in value):
             raise ValueError("label budgets must be >= 0 (0 = every labelled sample)")
         return tuple(dict.fromkeys(value))
+
+    def encoder_spec(self) -> EncoderSpec:
+        """How every node and the coordinator build this run's encoders."""
+        from mmbind.binding.encoders import EncoderSpec
+
+        norm = None if self.encoder_norm == "default" else self.encoder_norm
+        return EncoderSpec(self.encoder, self.embed_dim, self.encoder_dropout, norm)
 
     @classmethod
     def from_flower(cls, user_config: Mapping[str, Any]) -> RunConfig:

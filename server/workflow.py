@@ -36,10 +36,9 @@ from numpy.typing import NDArray
 from mmbind import wire
 from mmbind.binding.autoencoder import Autoencoder
 from mmbind.binding.diagnostics import class_similarity, pairing_confusion
-from mmbind.binding.encoders import SensorEncoder
 from mmbind.binding.fusion import FusionModel
 from mmbind.binding.weights import get_weighting
-from mmbind.client.data.normalization import ChannelMoments
+from mmbind.client.data.normalization import ChannelMoments, merge_normalization
 from mmbind.errors import FederationError
 from mmbind.methods import SPECS, MethodSpec
 from mmbind.run_config import RunConfig
@@ -335,6 +334,7 @@ class Workflow:
             cfg.proj_dim,
             self._num_classes,
             mask_vector=spec.mask_vector,
+            encoder=cfg.encoder_spec(),
         )
 
     def _model_config(self, tracks: Sequence[MethodSpec] = (), /, **extra: Any) -> dict[str, Any]:
@@ -407,10 +407,9 @@ class Workflow:
         self.result.dataset = ",".join(sorted(self._datasets))
         self._check_layout(nodes)
         stats: dict[str, NDArray[np.float32]] = {}
-        for m, parts in moments.items():
-            merged = ChannelMoments.sum(parts)
-            stats[f"{m}.mean"] = merged.mean.astype(np.float32)
-            stats[f"{m}.std"] = merged.std.astype(np.float32)
+        for m, (mean, std) in merge_normalization(moments, self.config.normalization).items():
+            stats[f"{m}.mean"] = mean
+            stats[f"{m}.std"] = std
         self._norm = wire.arrays_to_record(stats)
         self.progress("manifest", 1, 1)
         return nodes
@@ -437,8 +436,7 @@ class Workflow:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         states: dict[str, State] = {
-            m: dict(Autoencoder(SensorEncoder(m, cfg.embed_dim)).state_dict())
-            for m in self._modalities
+            m: dict(Autoencoder.build(m, cfg.encoder_spec()).state_dict()) for m in self._modalities
         }
         for rnd in range(cfg.pretrain_rounds):
             self.progress("pretrain", rnd, cfg.pretrain_rounds)
@@ -469,7 +467,7 @@ class Workflow:
         self.progress("pretrain", cfg.pretrain_rounds, cfg.pretrain_rounds)
         encoders: dict[str, State] = {}
         for m in self._modalities:
-            ae = Autoencoder(SensorEncoder(m, cfg.embed_dim))
+            ae = Autoencoder.build(m, cfg.encoder_spec())
             ae.load_state_dict(states[m])
             encoders[m] = dict(ae.encoder.state_dict())
         return encoders
