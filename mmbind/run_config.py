@@ -64,6 +64,11 @@ class RunConfig(BaseModel):
     align_lr: float = Field(1e-3, gt=0, lt=1, description="contrastive alignment learning rate")
     finetune_lr: float = Field(3e-4, gt=0, lt=1, description="fine-tuning learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (align, fine-tune)")
+    align_init: Literal["autoencoder", "random"] = Field(
+        "autoencoder",
+        description="encoders the alignment starts from: the pretrained autoencoders' or "
+        "fresh ones (binding always uses the autoencoders)",
+    )
     align_augment: float = Field(0.0, ge=0, description="jitter/scaling strength in alignment")
     finetune_augment: float = Field(0.0, ge=0, description="jitter/scaling in fine-tuning")
     encoder_lr_scale: float = Field(

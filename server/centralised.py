@@ -493,6 +493,15 @@ def run_centralised(config: RunConfig, *, progress: Progress | None = None) -> d
     report(f"{LABEL}: binding", 0, 1)
     bindings, binding = bind_nodes(nodes, model, config)
     report(f"{LABEL}: binding", 1, 1)
+    if config.align_init == "random":  # the autoencoders served the binding only
+        torch.manual_seed(config.seed * 1000)
+        model = FusionModel(
+            model.modalities,
+            config.embed_dim,
+            config.proj_dim,
+            model.num_classes,
+            encoder=config.encoder_spec(),
+        )
     _align_pooled(nodes, model, bindings, config, history=history, progress=report)
     report(f"{LABEL}: fine-tune", 0, 1)
     history[f"{LABEL}.finetune.loss"].append(_finetune_pooled(nodes, model, config, stats))
