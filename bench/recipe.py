@@ -49,19 +49,15 @@ PROTOCOLS: dict[str, dict[str, tuple[int, ...]]] = {
 }
 
 
-def _loso(test: int) -> dict[str, tuple[int, ...]]:
-    """Leave-one-subject-out over subjects 1-6: ``test`` held out, the other five rotated."""
-    others = [s for s in range(1, 7) if s != test]
-    rot = others[test - 1 :] + others[: test - 1]
-    return {
-        "A": tuple(sorted(rot[0:2])),
-        "B": tuple(sorted(rot[2:4])),
-        "C": (rot[4],),
-        "test": (test,),
-    }
+def _loso(fold: int) -> dict[str, tuple[int, ...]]:
+    """The package's dev-loso fold (``mmbind experiment --protocol dev-loso``), by role."""
+    from mmbind.client.data.partition import plan_protocol
+
+    plans = plan_protocol("dev-loso", range(1, 9), split=fold)
+    return {p.role.name: p.subjects for p in plans}
 
 
-PROTOCOLS.update({f"loso{t}": _loso(t) for t in range(1, 7)})
+PROTOCOLS.update({f"loso{t}": _loso(t - 1) for t in range(1, 7)})
 DATA_DIR = "/work/shared/data/utd_mhad"
 
 

@@ -31,6 +31,11 @@ class RunConfig(BaseModel):
     dataset: Literal["synthetic", "utd-mhad"] = "synthetic"
     data_dir: str = ""
     seed: int = 0
+    protocol: Literal["paper", "dev-loso"] = Field(
+        "paper",
+        description="subject layout: the paper's 2/2/2/2 rotation (split 0..3) or the "
+        "leave-one-subject-out development protocol over subjects 1-6 (split = fold 0..5)",
+    )
     split: int = Field(0, ge=0)
     nodes_per_role: int = Field(1, ge=1, le=16)
     shared_modality: str = "acc"
