@@ -34,7 +34,6 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -95,49 +94,6 @@ def build_nodes(protocol: str, config: Any) -> list[Any]:
     return nodes
 
 
-class InProcessGrid:
-    """The subset of Flower's ``Grid`` the workflow uses, delivering to an in-process ClientApp."""
-
-    def __init__(self, client_app: Any, run_config: dict[str, Any], num_nodes: int) -> None:
-        from flwr.app import Context, RecordDict
-
-        self.client_app = client_app
-        self.contexts = {
-            nid: Context(
-                run_id=1,
-                node_id=nid,
-                node_config={"partition-id": nid - 1, "num-partitions": num_nodes},
-                state=RecordDict(),
-                run_config=run_config,
-            )
-            for nid in range(1, num_nodes + 1)
-        }
-        self.seconds: dict[str, float] = {}
-        self._count = 0
-        self._replies: dict[str, Any] = {}
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self.contexts)
-
-    def push_messages(self, messages: Iterable[Any]) -> Iterator[str]:
-        """Deliver each message now; its reply waits for :meth:`pull_messages`."""
-        ids = []
-        for msg in messages:
-            # The SuperLink gives every message an id; replies point back to it.
-            self._count += 1
-            msg.metadata.__dict__["_message_id"] = f"bench-{self._count}"
-            start = time.perf_counter()
-            reply = self.client_app(msg, self.contexts[msg.metadata.dst_node_id])
-            kind = msg.metadata.message_type
-            self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - start
-            self._replies[msg.metadata.message_id] = reply
-            ids.append(msg.metadata.message_id)
-        return iter(ids)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterator[Any]:
-        return iter([self._replies.pop(i) for i in list(message_ids) if i in self._replies])
-
-
 def run(
     protocol: str, overrides: dict[str, Any], ft_variants: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -147,11 +103,9 @@ def run(
     and evaluates a copy of the model the method reached before fine-tuning, reported as
     ``<method>@<i>``; the main run then goes on with the run's own configuration.
     """
-    from flwr.supercore.task_identity import TaskIdentity
-
-    import mmbind.client.app as client_app_module
     from mmbind.client.app import make_client_app
     from mmbind.run_config import RunConfig
+    from mmbind.server.inprocess import InProcessGrid
     from mmbind.server.store import InMemoryBindingStore
     from mmbind.server.workflow import Workflow
 
@@ -167,12 +121,9 @@ def run(
         node.config = cfg.model_copy(update=variant) if variant else cfg
         return node
 
-    client_app_module.node_from_context = node_from_context  # type: ignore[assignment]
-    TaskIdentity.run_id = 1
-    TaskIdentity.node_id = 0
-    TaskIdentity.task_id = 0
     run_config = config.to_flower()
-    grid = InProcessGrid(make_client_app(run_config), run_config, len(nodes))
+    app = make_client_app(run_config, node_factory=node_from_context)
+    grid = InProcessGrid.simulated(app, run_config, len(nodes))
     start = time.perf_counter()
     workflow = Workflow(grid, config, InMemoryBindingStore(), run_id="bench")  # type: ignore[arg-type]
     extra: dict[str, dict[str, float]] = {}

@@ -147,6 +147,9 @@ def align(
     own_present: Mapping[str, Tensor] | None = None,
     weight_decay: float = 0.01,
     augment: float = 0.0,
+    partner_grads: dict[str, Tensor] | None = None,
+    injected: Mapping[str, tuple[Tensor, Tensor]] | None = None,
+    injected_scale: float = 1.0,
 ) -> float:
     """Weighted contrastive alignment of pseudo-complete tuples (AdamW).
 
@@ -191,11 +194,26 @@ def align(
         AdamW's decoupled weight decay.
     augment : float
         Strength of :func:`augment_windows` applied to the encoded own windows of every batch.
+    partner_grads : dict, optional
+        When given, filled with the gradient of the loss with respect to each partner
+        embedding, averaged over the optimiser steps: ``partner_grads[v]`` is a Tensor
+        ``(N, proj_dim)``, zero on rows without a (used) partner view. This is what the
+        partner needs to train its own encoder on this node's loss (split-learning style:
+        gradients of embeddings travel back, never windows).
+    injected : mapping of modality to (rows (R,) int64, grad (R, proj_dim)), optional
+        Gradients other nodes' losses sent back for this node's embeddings of its own
+        modality ``v`` (their ``partner_grads``, routed by the coordinator): every optimiser
+        step also descends ``injected_scale * sum_r embed(v, own[v][r]) . grad[r]``,
+        estimated on a seeded sample of ``batch_size`` of the rows (scaled by
+        ``R / batch_size``, so unbiased), so that this node's encoder follows the other
+        nodes' per-step loss as well as its own.
+    injected_scale : float
+        Weight of the injected term, finite and >= 0.
 
     Returns
     -------
     float
-        Mean weighted contrastive loss of the last epoch.
+        Mean weighted contrastive loss of the last epoch (without the injected term).
 
     Raises
     ------
@@ -229,7 +247,7 @@ def align(
         if m not in partner:
             raise ShapeError(f"partner_present names {m!r}, which has no partner embeddings")
     own_rows = _own_rows(own_present, own, n)
-    fixed: dict[str, Tensor] = {}
+    fixed: dict[str, Tensor] = {}  # raw partner embeddings (leaves when gradients are asked)
     fixed_rows: dict[str, Tensor] = {}
     for m, z in partner.items():
         if z.ndim != 2 or z.shape[1] != model.proj_dim:
@@ -248,11 +266,13 @@ def align(
         if m not in own or m in own_rows:
             # For an own modality: only the rows whose own window is absent fall back on it.
             used = rows & ~own_rows[m] if m in own_rows else rows
-            fixed[m] = F.normalize(torch.where(used.unsqueeze(1), z, torch.zeros_like(z)), dim=-1)
+            raw = torch.where(used.unsqueeze(1), z, torch.zeros_like(z))
+            fixed[m] = raw.requires_grad_(True) if partner_grads is not None else raw
             fixed_rows[m] = used
     if n == 0:
         raise ShapeError("align needs at least one sample")
     w_all = weights.detach().float()
+    inject = _check_injected(injected, own, model.proj_dim, injected_scale)
 
     gen = torch.Generator().manual_seed(seed)
     modules = [mod for m in own for mod in (model.encoders[m], model.heads[m])]
@@ -260,6 +280,7 @@ def align(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     model.train()
     last = 0.0
+    steps = 0
     for _ in range(epochs):
         total = 0.0
         for idx in _batches(n, batch_size, gen):
@@ -276,7 +297,7 @@ def align(
                     encoded_any = True
                     continue
                 if m in fixed:
-                    view, has = fixed[m][idx], fixed_rows[m][idx]
+                    view, has = F.normalize(fixed[m][idx], dim=-1), fixed_rows[m][idx]
                 else:
                     view = torch.zeros(b, model.proj_dim)
                     has = torch.zeros(b, dtype=torch.bool)
@@ -290,13 +311,74 @@ def align(
                 views.append(view)
                 present[:, v] = has
             loss: Tensor = loss_fn(torch.stack(views, dim=1), present, w_all[idx])
-            if encoded_any:  # a batch without any own window has nothing to train
+            objective = loss + _injected_term(model, own, inject, batch_size, gen, augment)
+            if encoded_any or inject:  # a batch without any own window has nothing to train
                 opt.zero_grad(set_to_none=True)
-                torch.autograd.backward(loss)
+                torch.autograd.backward(objective)
                 opt.step()
+                steps += 1
             total += float(loss.detach()) * b
         last = total / n
+    if partner_grads is not None:
+        for m, z in fixed.items():
+            g = z.grad if z.grad is not None else torch.zeros_like(z)
+            partner_grads[m] = (g / max(steps, 1)).detach()
     return last
+
+
+def _check_injected(
+    injected: Mapping[str, tuple[Tensor, Tensor]] | None,
+    own: Mapping[str, Tensor],
+    proj_dim: int,
+    scale: float,
+) -> dict[str, tuple[Tensor, Tensor, float]]:
+    """The checked injected gradients: ``{modality: (rows, grad, scale)}``."""
+    if not injected:
+        return {}
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+        raise ConfigError(f"injected_scale must be a finite number >= 0; got {scale!r}")
+    if scale < 0:
+        raise ConfigError(f"injected_scale must be >= 0; got {scale!r}")
+    out: dict[str, tuple[Tensor, Tensor, float]] = {}
+    for m, (rows, grad) in injected.items():
+        if m not in own:
+            raise ShapeError(f"injected gradients name {m!r}, which has no own windows")
+        n = int(own[m].shape[0])
+        if (
+            rows.ndim != 1
+            or rows.dtype != torch.int64
+            or tuple(grad.shape) != (rows.numel(), proj_dim)
+        ):
+            raise ShapeError(
+                f"injected[{m!r}] must be rows (R,) int64 and grad (R, {proj_dim}); got "
+                f"{rows.dtype} {tuple(rows.shape)} and {tuple(grad.shape)}"
+            )
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= n):
+            raise ShapeError(f"injected[{m!r}] rows must lie in [0, {n}); got {rows.tolist()[:5]}")
+        if not bool(torch.isfinite(grad).all()):
+            raise DataError(f"injected[{m!r}] gradient holds NaN or infinite values")
+        if rows.numel() and scale > 0:
+            out[m] = (rows, grad.detach().float(), float(scale))
+    return out
+
+
+def _injected_term(
+    model: FusionModel,
+    own: Mapping[str, Tensor],
+    inject: Mapping[str, tuple[Tensor, Tensor, float]],
+    batch_size: int,
+    gen: torch.Generator,
+    augment: float,
+) -> Tensor | float:
+    """``sum_m scale * R_m / k * sum_{sampled r} embed(m, x_r) . grad_r`` for one step."""
+    term: Tensor | float = 0.0
+    for m, (rows, grad, scale) in inject.items():
+        r = rows.numel()
+        k = min(batch_size, r)
+        pick = torch.randperm(r, generator=gen)[:k]
+        z = model.embed(m, augment_windows(own[m][rows[pick]], augment, gen))
+        term = term + (scale * r / k) * (z * grad[pick]).sum()
+    return term
 
 
 def _own_rows(

@@ -74,10 +74,16 @@ class _Request:
         return Message(content, reply_to=self.message)
 
 
-def _open(message: Message, context: Context, overrides: Mapping[str, Any]) -> _Request:
+NodeFactory = Callable[[RunConfig, Mapping[str, object]], LocalNode]
+"""``factory(run_config, node_config)``: the :class:`LocalNode` a ClientApp process serves."""
+
+
+def _open(
+    message: Message, context: Context, overrides: Mapping[str, Any], factory: NodeFactory
+) -> _Request:
     """Decode a message: find this node, install the coordinator's normalisation."""
     config = RunConfig.from_flower({**dict(context.run_config), **overrides})
-    node = node_from_context(config, dict(context.node_config))
+    node = factory(config, dict(context.node_config))
     record = message.content.array_records.get(wire.NORMALIZATION)
     if record is not None:
         arrays = wire.record_to_arrays(record)
@@ -95,9 +101,22 @@ def _open(message: Message, context: Context, overrides: Mapping[str, Any]) -> _
     return _Request(message, node, config, cfg)
 
 
-def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
-    """Build the ClientApp; ``overrides`` are run-config values set by ``mmbind simulate``."""
+def make_client_app(
+    overrides: Mapping[str, Any] | None = None, *, node_factory: NodeFactory | None = None
+) -> ClientApp:
+    """Build the ClientApp.
+
+    Parameters
+    ----------
+    overrides : mapping, optional
+        Run-config values set by ``mmbind simulate`` (over ``context.run_config``).
+    node_factory : callable, optional
+        Finds the node a message is for; default
+        :func:`~mmbind.client.local_data.node_from_context` (simulated nodes by partition id,
+        deployment nodes from the node config ``mmbind-client`` writes).
+    """
     extra = dict(overrides or {})
+    factory = node_factory or node_from_context
     app = ClientApp()
 
     def guarded(fn: Handler) -> Handler:
@@ -115,7 +134,7 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.query("manifest")
     @guarded
     def manifest(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra)
+        req = _open(message, context, extra, factory)
         info, moments = req.node.manifest()
         arrays: dict[str, np.ndarray] = {}
         for m, mo in moments.items():
@@ -133,7 +152,7 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.train("pretrain")
     @guarded
     def pretrain(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra)
+        req = _open(message, context, extra, factory)
         prefix = wire.autoencoder_key("")
         states = {
             key.removeprefix(prefix): wire.record_to_state(rec)
@@ -152,7 +171,7 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.query("embed")
     @guarded
     def embed(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra)
+        req = _open(message, context, extra, factory)
         modality = wire.get_str(req.cfg, "modality")
         arrays: dict[str, np.ndarray] = {wire.EMBEDDINGS: req.node.embed(req.model(), modality)}
         if req.flag("evaluation-labels"):
@@ -165,7 +184,7 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.query("features")
     @guarded
     def features(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra)
+        req = _open(message, context, extra, factory)
         content = RecordDict()
         for track in req.tracks():
             model = req.model(track)
@@ -179,7 +198,7 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.train("align")
     @guarded
     def align(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra)
+        req = _open(message, context, extra, factory)
         node = req.node
         content = RecordDict()
         metrics: dict[str, float] = {"num-samples": float(len(node.data))}
@@ -197,10 +216,32 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
             }
             weights = np.asarray(partner["weights"], np.float32)
             oracle = req.flag(wire.track_key(track, "oracle"))
+            routed_key = wire.track_key(track, wire.ROUTED_GRAD)
+            routed = req.arrays(routed_key) if routed_key in message.content.array_records else {}
+            injected = {
+                key.removesuffix(".grad"): PartnerView(
+                    index=np.asarray(routed[key.removesuffix(".grad") + ".rows"], np.int64),
+                    features=np.asarray(routed[key], np.float32),
+                )
+                for key in routed
+                if key.endswith(".grad")
+            }
+            grads: dict[str, np.ndarray] | None = {} if req.config.partner_grads else None
             loss = node.align(
-                model, views, weights, epochs=req.int("epochs"), seed=req.int("seed"), oracle=oracle
+                model,
+                views,
+                weights,
+                epochs=req.int("epochs"),
+                seed=req.int("seed"),
+                oracle=oracle,
+                partner_grads=grads,
+                injected=injected,
             )
             content[wire.track_key(track, wire.MODEL)] = wire.state_to_record(model.state_dict())
+            if grads:
+                content[wire.track_key(track, wire.PARTNER_GRAD)] = wire.arrays_to_record(
+                    {f"{m}.grad": g for m, g in grads.items()}
+                )
             metrics[f"{track}.loss"] = loss
             metrics[f"{track}.confidence"] = float(weights.mean()) if weights.size else 0.0
             trained[f"{track}.trained"] = ",".join(node.held(oracle))
@@ -211,7 +252,7 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.train("finetune")
     @guarded
     def tune(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra)
+        req = _open(message, context, extra, factory)
         node = req.node
         content = RecordDict()
         budget = wire.get_int(req.cfg, "label-budget", req.config.label_budget)
@@ -228,7 +269,7 @@ def make_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.evaluate("test")
     @guarded
     def evaluate(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra)
+        req = _open(message, context, extra, factory)
         content = RecordDict()
         for track in req.tracks():
             cm = req.node.confusion(req.model(track))

@@ -233,11 +233,20 @@ class LocalNode:
         epochs: int,
         seed: int,
         oracle: bool = False,
+        partner_grads: dict[str, NDArray[np.float32]] | None = None,
+        injected: Mapping[str, PartnerView] | None = None,
     ) -> float:
         """Weighted contrastive training on own windows plus routed partner features.
 
         Samples without a partner for some lacking modality keep that view masked.
         ``weights`` is the per-sample tuple weight ``(N,)``.
+
+        ``partner_grads``, when given, receives per partner modality the gradient of this
+        node's loss with respect to each routed partner feature, ``(P, proj_dim)`` in the
+        order of that view's ``index`` (averaged over the optimiser steps). ``injected`` are
+        such gradients other nodes' losses sent back for this node's own embeddings: a
+        ``PartnerView`` whose ``index`` are this node's rows and whose ``features`` are the
+        gradients (see :func:`~mmbind.binding.training.align`).
         """
         cfg = self.config
         own = self.inputs(oracle=oracle)
@@ -255,22 +264,37 @@ class LocalNode:
             partner_tensors[m] = torch.from_numpy(feats)
             present[m] = torch.from_numpy(has)
         w = torch.from_numpy(np.asarray(weights, dtype=np.float32))
-        return float(
-            align(
-                model,
-                own,
-                partner_tensors,
-                w,
-                epochs=epochs,
-                batch_size=cfg.batch_size,
-                lr=cfg.align_lr,
-                temperature=cfg.temperature,
-                seed=seed,
-                partner_present=present,
-                weight_decay=cfg.weight_decay,
-                augment=cfg.align_augment,
+        grads: dict[str, torch.Tensor] | None = {} if partner_grads is not None else None
+        pushed = {
+            m: (
+                torch.from_numpy(np.asarray(v.index, np.int64)),
+                torch.from_numpy(np.asarray(v.features, np.float32)),
             )
+            for m, v in (injected or {}).items()
+            if m in own
+        }
+        loss = align(
+            model,
+            own,
+            partner_tensors,
+            w,
+            epochs=epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.align_lr,
+            temperature=cfg.temperature,
+            seed=seed,
+            partner_present=present,
+            weight_decay=cfg.weight_decay,
+            augment=cfg.align_augment,
+            partner_grads=grads,
+            injected=pushed,
+            injected_scale=cfg.partner_grad_scale,
         )
+        if partner_grads is not None and grads is not None:
+            for m, view in partners.items():
+                if m in grads:
+                    partner_grads[m] = grads[m][torch.from_numpy(view.index)].numpy()
+        return float(loss)
 
     # ------------------------------------------------------------ phase 6
     def labelled_subset(self, budget: int | None = None) -> NDArray[np.int64]:

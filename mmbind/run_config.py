@@ -74,6 +74,15 @@ class RunConfig(BaseModel):
         description="encoders the alignment starts from: the pretrained autoencoders' or "
         "fresh ones (binding always uses the autoencoders)",
     )
+    partner_grads: bool = Field(
+        False,
+        description="end-to-end alignment of bound tuples: nodes send back the gradient of "
+        "their loss w.r.t. partner embeddings; the coordinator routes it to the partner, "
+        "which back-propagates it into its encoder (next round)",
+    )
+    partner_grad_scale: float = Field(
+        1.0, ge=0, description="weight of the routed partner gradients in the partner's steps"
+    )
     align_augment: float = Field(0.0, ge=0, description="jitter/scaling strength in alignment")
     finetune_augment: float = Field(0.0, ge=0, description="jitter/scaling in fine-tuning")
     encoder_lr_scale: float = Field(

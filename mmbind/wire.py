@@ -37,6 +37,10 @@ EMBEDDINGS = "embeddings"
 FEATURES_KEY = "features"
 PARTNER = "partner"
 CONFUSION = "confusion"
+PARTNER_GRAD = "partner-grad"
+"""A node's reply: gradient of its loss w.r.t. each routed partner feature (``<m>.grad``)."""
+ROUTED_GRAD = "routed-grad"
+"""To a partner: other nodes' gradients for its own embeddings (``<m>.rows``, ``<m>.grad``)."""
 EVAL_LABELS = "evaluation-labels"
 
 

@@ -362,6 +362,20 @@ class _PooledTuples:
             )
         )
 
+    def bind_windows(self, nodes: Sequence[LocalNode], bindings: Sequence[NodeBinding]) -> None:
+        """End-to-end tuples: each bound row gets its partner's *window* of the lacking
+        modality (an own view, encoded in the batch with gradient), as the paper's code pairs
+        raw samples. Federated nodes get the same gradient through routed partner gradients
+        (``partner_grads``); here the data is pooled, so no routing is needed."""
+        for b in bindings:
+            m, i = b.request.modality, b.request.node_id
+            rows = torch.from_numpy(b.bindings.query_index.astype(np.int64) + self.offsets[i])
+            for p in np.unique(b.partner_node_ids):
+                sel = b.partner_node_ids == p
+                source = torch.from_numpy(b.bindings.partner_index[sel].astype(np.int64))
+                self.windows[m][rows[torch.from_numpy(sel)]] = nodes[int(p)].tensor(m)[source]
+                self.own_present[m][rows[torch.from_numpy(sel)]] = True
+
     def partners(
         self, per_node: Mapping[int, Mapping[str, PartnerView]]
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -397,9 +411,11 @@ def _align_pooled(
     pool = _PooledTuples(nodes, bindings, cfg)
     partner: dict[str, torch.Tensor] = {}
     bound: dict[str, torch.Tensor] = {}
+    if cfg.partner_grads:
+        pool.bind_windows(nodes, bindings)
     for rnd in range(cfg.align_rounds):
         progress(f"{LABEL}: align", rnd, cfg.align_rounds)
-        if bindings and (rnd == 0 or rnd % cfg.refresh_every == 0):
+        if bindings and not cfg.partner_grads and (rnd == 0 or rnd % cfg.refresh_every == 0):
             partner, bound = pool.partners(partner_views(nodes, model, bindings))
         loss = align(
             model,

@@ -169,6 +169,13 @@ class Workflow:
         self._unpaired: list[str] = []
         self._datasets: set[str] = set()
         self._pretrained: dict[str, State] = {}
+        # End-to-end alignment: per method, node and modality, where each routed partner
+        # feature came from ((partner ids, partner rows), parallel to its index), and the
+        # gradients waiting to go to each partner with its next align message.
+        self._sources: dict[str, dict[int, dict[str, tuple[NDArray[np.int64], ...]]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        self._routed_grads: dict[str, dict[int, dict[str, NDArray[np.generic]]]] = {}
 
     # ------------------------------------------------------------ messaging
     def progress(self, label: str, step: int, total: int) -> None:
@@ -614,6 +621,8 @@ class Workflow:
                 m = b.request.modality
                 rows: list[NDArray[np.int64]] = []
                 feats: list[NDArray[np.float32]] = []
+                source_node: list[NDArray[np.int64]] = []
+                source_row: list[NDArray[np.int64]] = []
                 for p in np.unique(b.partner_node_ids):
                     if int(p) not in features:
                         continue  # the partner dropped out: these rows stay masked
@@ -622,11 +631,62 @@ class Workflow:
                     pos = np.searchsorted(asked, b.bindings.partner_index[sel])
                     rows.append(b.bindings.query_index[sel].astype(np.int64))
                     feats.append(np.asarray(features[int(p)][m], np.float32)[pos])
+                    source_node.append(np.full(int(sel.sum()), int(p), dtype=np.int64))
+                    source_row.append(b.bindings.partner_index[sel].astype(np.int64))
                 if rows:
                     arrays[f"{m}.index"] = np.concatenate(rows)
                     arrays[f"{m}.features"] = np.concatenate(feats)
+                    # Where each routed feature came from (kept here, never sent): the
+                    # partner gradients of end-to-end alignment go back the same way.
+                    self._sources[track.name][n.node_id][m] = (
+                        np.concatenate(source_node),
+                        np.concatenate(source_row),
+                    )
             routed[n.node_id] = arrays
         return routed
+
+    def _collect_partner_grads(
+        self, track: MethodSpec, replies: Mapping[int, RecordDict]
+    ) -> dict[int, dict[str, NDArray[np.generic]]]:
+        """Route the requesters' partner gradients back to the partners that made the features.
+
+        A partner row bound by several requester rows (many-to-one binding) gets the sum of
+        their gradients. Returns, per partner node id, its ``routed-grad`` arrays:
+        ``<m>.rows`` (its own rows, sorted) and ``<m>.grad`` ``(R, proj_dim)``.
+        """
+        key = wire.track_key(track.name, wire.PARTNER_GRAD)
+        sums: dict[int, dict[str, dict[int, NDArray[np.float64]]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        for node_id, content in replies.items():
+            if key not in content.array_records:
+                continue
+            arrays = wire.record_to_arrays(content.array_records[key])
+            for name, grad in arrays.items():
+                m = name.removesuffix(".grad")
+                source = self._sources[track.name].get(node_id, {}).get(m)
+                if source is None or len(source[0]) != len(grad):
+                    continue  # no routed features of m this round (or a stale reply)
+                g = np.asarray(grad, np.float64)
+                for p in np.unique(source[0]):
+                    sel = source[0] == p
+                    rows, inverse = np.unique(source[1][sel], return_inverse=True)
+                    acc = np.zeros((len(rows), g.shape[1]))
+                    np.add.at(acc, inverse, g[sel])
+                    mine = sums[int(p)][m]
+                    for r, vec in zip(rows.tolist(), acc, strict=True):
+                        mine[r] = mine[r] + vec if r in mine else vec
+        out: dict[int, dict[str, NDArray[np.generic]]] = {}
+        for p, per_m in sums.items():
+            if p in self._dropped:
+                continue
+            arrays_p: dict[str, NDArray[np.generic]] = {}
+            for m, by_row in per_m.items():
+                order = sorted(by_row)
+                arrays_p[f"{m}.rows"] = np.asarray(order, dtype=np.int64)
+                arrays_p[f"{m}.grad"] = np.stack([by_row[r] for r in order]).astype(np.float32)
+            out[p] = arrays_p
+        return out
 
     # -------------------------------------------------------------- phase 5
     def align_round(
@@ -655,8 +715,16 @@ class Workflow:
                 )
                 for t in tracks
             }
+            for t in tracks:  # last round's gradients of other nodes' losses (end to end)
+                pushed = self._routed_grads.get(t.name, {}).get(n.node_id)
+                if pushed:
+                    partners[wire.track_key(t.name, wire.ROUTED_GRAD)] = wire.arrays_to_record(
+                        pushed
+                    )
             contents[n.node_id] = self._content(config, **records, **partners)
         replies = self._send(wire.ALIGN, contents)
+        if self.config.partner_grads:
+            self._routed_grads = {t.name: self._collect_partner_grads(t, replies) for t in tracks}
         for t in tracks:
             model = models[t.name]
             state: State = dict(model.state_dict())

@@ -409,3 +409,96 @@ def test_align_own_present_validation() -> None:
     for bad, message in cases:
         with pytest.raises(ShapeError, match=message):
             align(fresh_model(), data, {}, torch.ones(N), own_present=bad, **kwargs)  # type: ignore[arg-type]
+
+
+def _two_modal_model(seed: int = 0) -> FusionModel:
+    torch.manual_seed(seed)
+    return FusionModel(["acc", "gyro"], embed_dim=16, proj_dim=8, num_classes=3)
+
+
+def test_partner_grads_are_the_gradient_of_the_loss_wrt_the_partner_embeddings() -> None:
+    # Prepare: one batch (batch size >= N), one epoch, one optimiser step
+    torch.manual_seed(1)
+    x = torch.randn(6, 120, 3)
+    z = torch.randn(6, 8)
+    present = torch.tensor([True, True, False, True, True, True])
+    model = _two_modal_model()
+    reference = _two_modal_model()
+    w = torch.tensor([1.0, 0.5, 1.0, 0.8, 1.0, 0.2])
+
+    # Execute
+    grads: dict[str, torch.Tensor] = {}
+    align(
+        model, {"acc": x}, {"gyro": z}, w, epochs=1, batch_size=8, lr=1e-3, temperature=0.1,
+        seed=0, partner_present={"gyro": present}, partner_grads=grads,
+    )  # fmt: skip
+
+    # Assert: the hand-built loss on the same views (batch order does not matter) agrees
+    leaf = torch.where(present.unsqueeze(1), z, torch.zeros_like(z)).requires_grad_(True)
+    views = torch.stack(
+        [reference.embed("acc", x), torch.nn.functional.normalize(leaf, dim=-1)], dim=1
+    )
+    mask = torch.stack([torch.ones(6, dtype=torch.bool), present], dim=1)
+    WeightedMultiViewContrastiveLoss(0.1)(views, mask, w).backward()
+    assert leaf.grad is not None
+    torch.testing.assert_close(grads["gyro"], leaf.grad, rtol=1e-4, atol=1e-6)
+    assert torch.all(grads["gyro"][~present] == 0) and grads["gyro"][present].abs().sum() > 0
+
+
+def test_routed_gradients_move_the_partner_encoder_as_joint_training_would() -> None:
+    # Prepare: node A holds acc and gets node B's gyro embeddings of its bound rows; B holds
+    # gyro only, so its own loss has no positives and only the routed gradient trains it.
+    torch.manual_seed(2)
+    xa, xb = torch.randn(5, 120, 3), torch.randn(7, 120, 3)
+    bound = torch.tensor([3, 0, 6, 3, 1])  # A's row i is bound to B's row bound[i]
+    a, b = _two_modal_model(), _two_modal_model(seed=1)
+    joint_b = _two_modal_model(seed=1)
+    with torch.no_grad():
+        zb = b.embed("gyro", xb[bound])
+    grads: dict[str, torch.Tensor] = {}
+    one = torch.ones(5)
+    align(
+        a, {"acc": xa}, {"gyro": zb}, one, epochs=1, batch_size=8, lr=1e-3, temperature=0.1,
+        seed=0, partner_grads=grads,
+    )  # fmt: skip
+    rows, inverse = torch.unique(bound, return_inverse=True)
+    routed = torch.zeros(len(rows), 8).index_add_(0, inverse, grads["gyro"])
+    before = {k: v.clone() for k, v in b.encoders["gyro"].state_dict().items()}
+
+    # Execute: B's next alignment step carries the routed gradients
+    align(
+        b, {"gyro": xb}, {}, torch.ones(7), epochs=1, batch_size=64, lr=1e-4, temperature=0.1,
+        seed=0, weight_decay=0.0, injected={"gyro": (rows, routed)},
+    )  # fmt: skip
+
+    # Assert: Adam's first step moves each weight against the sign of its gradient; the
+    # gradient B followed is the one of A's loss through B's encoder (split learning)
+    reference = _two_modal_model()
+    views = torch.stack([reference.embed("acc", xa), joint_b.embed("gyro", xb[bound])], dim=1)
+    WeightedMultiViewContrastiveLoss(0.1)(views, torch.ones(5, 2, dtype=torch.bool), one).backward()
+    for name, p in joint_b.encoders["gyro"].named_parameters():
+        assert p.grad is not None
+        moved = b.encoders["gyro"].state_dict()[name] - before[name]
+        strong = p.grad.abs() > 1e-3 * p.grad.abs().max()
+        assert torch.equal(torch.sign(moved[strong]), -torch.sign(p.grad[strong])), name
+
+
+def test_injected_gradients_are_validated() -> None:
+    model = _two_modal_model()
+    x = torch.randn(4, 120, 3)
+    kwargs = dict(epochs=1, batch_size=4, lr=1e-3, temperature=0.1, seed=0)
+    bad = {
+        "gyro": (torch.tensor([0]), torch.zeros(1, 8)),  # not an own modality
+    }
+    with pytest.raises(ShapeError, match="no own windows"):
+        align(model, {"acc": x}, {}, torch.ones(4), injected=bad, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match=r"rows must lie in \[0, 4\)"):
+        align(
+            model, {"acc": x}, {}, torch.ones(4),
+            injected={"acc": (torch.tensor([9]), torch.zeros(1, 8))}, **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+    with pytest.raises(DataError, match="NaN"):
+        align(
+            model, {"acc": x}, {}, torch.ones(4),
+            injected={"acc": (torch.tensor([1]), torch.full((1, 8), float("nan")))}, **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip

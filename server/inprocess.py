@@ -1,0 +1,113 @@
+"""The whole federation in one process: the real workflow and ClientApp, no transport.
+
+:class:`InProcessGrid` is the part of Flower's ``Grid`` the coordinator's
+:class:`~mmbind.server.workflow.Workflow` uses (``get_node_ids``, ``push_messages``,
+``pull_messages``), delivering every message straight to a ClientApp in this process (as
+Flower's own ``InMemoryGrid`` gives messages their ids). Phases, FedAvg, binding, partner
+features, weights, fine-tuning and evaluation are the pipeline's own; only Flower's transport
+(SuperLink, Ray actors, a process per message) is left out. It serves the recipe bench, which
+needs many runs fast, and tests that look inside messages. ``mmbind simulate`` and ``mmbind
+experiment`` run on Flower's simulation engine.
+
+This module and :mod:`mmbind.server.superlink` are where mmbind touches Flower internals
+(``Metadata._message_id``, ``TaskIdentity``); ``tests/server/test_flower_internals.py`` pins
+them, so a Flower upgrade that moves one fails in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from flwr.app import Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.supercore.task_identity import TaskIdentity
+
+__all__ = ["InProcessGrid", "claim_task_identity"]
+
+RUN_ID = 1
+"""The run id every in-process message carries."""
+
+
+def claim_task_identity(run_id: int = RUN_ID) -> None:
+    """Set Flower's per-process task identity, as ``flwr.server.compat`` does for a ServerApp
+    run in-process (messages built without it fail to find their source node)."""
+    TaskIdentity.run_id = run_id
+    TaskIdentity.node_id = 0
+    TaskIdentity.task_id = 0
+
+
+class InProcessGrid:
+    """Deliver messages to an in-process ClientApp, one context per node.
+
+    Parameters
+    ----------
+    client_app : ClientApp
+        The nodes' ClientApp (e.g. :func:`mmbind.client.app.make_client_app`).
+    run_config : mapping
+        Flower run config (kebab-case keys) every node's context carries.
+    node_configs : sequence of mapping
+        One Flower node config per node; node ids are ``1..len(node_configs)``.
+    observe : callable, optional
+        ``observe(message, reply)`` after every delivery (tests look inside messages).
+    """
+
+    def __init__(
+        self,
+        client_app: ClientApp,
+        run_config: Mapping[str, Any],
+        node_configs: Sequence[Mapping[str, Any]],
+        *,
+        observe: Callable[[Message, Message], None] | None = None,
+    ) -> None:
+        self.client_app = client_app
+        self.contexts = {
+            nid: Context(
+                run_id=RUN_ID,
+                node_id=nid,
+                node_config=dict(cfg),
+                state=RecordDict(),
+                run_config=dict(run_config),
+            )
+            for nid, cfg in enumerate(node_configs, start=1)
+        }
+        self.seconds: dict[str, float] = {}
+        """Seconds spent in the ClientApp per message type."""
+        self._observe = observe
+        self._count = 0
+        self._replies: dict[str, Message] = {}
+        claim_task_identity()
+
+    @classmethod
+    def simulated(
+        cls, client_app: ClientApp, run_config: Mapping[str, Any], num_nodes: int, **kwargs: Any
+    ) -> InProcessGrid:
+        """Nodes as Flower's simulation engine configures them (``partition-id`` only)."""
+        configs = [{"partition-id": i, "num-partitions": num_nodes} for i in range(num_nodes)]
+        return cls(client_app, run_config, configs, **kwargs)
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Ids of every node (all are always connected)."""
+        return list(self.contexts)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterator[str]:
+        """Deliver each message now; its reply waits for :meth:`pull_messages`."""
+        ids = []
+        for msg in messages:
+            # A SuperLink gives every message an id; replies point back to it.
+            self._count += 1
+            msg.metadata.__dict__["_message_id"] = f"inprocess-{self._count}"
+            start = time.perf_counter()
+            reply = self.client_app(msg, self.contexts[msg.metadata.dst_node_id])
+            kind = msg.metadata.message_type
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - start
+            if self._observe is not None:
+                self._observe(msg, reply)
+            self._replies[msg.metadata.message_id] = reply
+            ids.append(msg.metadata.message_id)
+        return iter(ids)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterator[Message]:
+        """The replies of the given messages that have not been pulled yet."""
+        return iter([self._replies.pop(i) for i in list(message_ids) if i in self._replies])
