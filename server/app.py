@@ -71,7 +71,8 @@ def make_server_app(
                 methods=result.methods,
                 binding=result.binding,
                 phases=dict(result.phases),
-                wall_seconds=time.perf_counter() - start,
+                # A resumed run's wall time includes its earlier attempts (README, Deploy).
+                wall_seconds=result.earlier_seconds + time.perf_counter() - start,
                 nodes=result.nodes,
                 history=dict(result.history),
             )
@@ -89,6 +90,7 @@ def make_server_app(
             results["traffic"] = result.traffic
             if result.resumed_from:
                 results["resumed_from"] = result.resumed_from
+            results["attempts"] = [_rounded_attempt(a) for a in result.attempts]
             workflow.check_owner()
             run_store.put_results(run_id, results)
             if config.output:
@@ -105,6 +107,14 @@ def make_server_app(
             run_store.append_event(run_id, {"kind": END_EVENT, "attempt": config.attempt})
 
     return app
+
+
+def _rounded_attempt(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        **record,
+        "seconds": round(float(record["seconds"]), 3),
+        "phases": {k: {"seconds": round(float(v), 3)} for k, v in record["phases"].items()},
+    }
 
 
 def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:

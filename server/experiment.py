@@ -131,6 +131,7 @@ VOLATILE_KEYS = (
     "reply-timeout",
     "min-nodes",
     "wait-seconds",
+    "node-grace-seconds",
 )
 _GRID_OWNED = {
     "dataset": "--dataset",
