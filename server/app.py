@@ -12,6 +12,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from mmbind.run_config import RunConfig
 from mmbind.server.binding_service import BindingService
+from mmbind.server.liveness import AttemptWatchdog
 from mmbind.server.results import build_results, write_results
 from mmbind.server.store import END_EVENT, BindingStore, InMemoryBindingStore
 from mmbind.server.workflow import BindingServiceAPI, Progress, Workflow
@@ -54,6 +55,9 @@ def make_server_app(
         run_id = config.run_id or str(context.run_id)
         run_store, service = _connect(config, store, run_id)
         start = time.perf_counter()
+        watchdog = None
+        if config.binding_service:  # a deployment: see mmbind.server.liveness
+            watchdog = AttemptWatchdog(run_store, run_id, config.attempt).start()
         try:
             workflow = Workflow(
                 grid,
@@ -104,6 +108,8 @@ def make_server_app(
             )
             raise
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             run_store.append_event(run_id, {"kind": END_EVENT, "attempt": config.attempt})
 
     return app
