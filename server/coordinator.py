@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # It starts flower-superexec by name: from this environment's scripts folder.
             env={"FLWR_TELEMETRY_ENABLED": "0", "PATH": scripts_path()},
             log_file=log_file,
-            new_session=False,  # dies with mmbind-server's process group
+            new_session=False,  # dies with mmbind-server's process group,
+            die_with_parent=True,  # and with mmbind-server alone, even on SIGKILL
         )  # fmt: skip
         wait_for_port(args.host, args.port, 60, process=superlink)
         print(
