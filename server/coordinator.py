@@ -2,7 +2,10 @@
 
 It runs the Flower SuperLink (nodes join it, ``mmbind run`` submits to it) and
 the BindingService (gRPC, backed by Redis when ``--redis-url`` is given, else
-in-process), and stops both cleanly on SIGTERM or Ctrl-C.
+in-process), and stops both cleanly on SIGTERM or Ctrl-C. If it dies otherwise (even
+SIGKILL) the SuperLink dies with it (``die_with_parent``), the SuperLink's SuperExec
+follows (Flower watches its parent) and so does a run's ServerApp
+(:mod:`mmbind.server.liveness`): nothing it started outlives it.
 """
 
 from __future__ import annotations
