@@ -130,7 +130,7 @@ def flower_run_status(flower_home: Path, flower_run: str) -> str:
         "--run-id", flower_run, "--format", "json",
     ]  # fmt: skip
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
         text = proc.stdout
         runs = json.loads(text[text.index("{") :]).get("runs", []) if "{" in text else []
     except (subprocess.TimeoutExpired, json.JSONDecodeError, OSError):

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 WINDOW_SHAPES = {(120, 3), (40, 60)}
 
 
-def finish(proc, timeout: float = 600) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+def finish(proc, timeout: float = 1200) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
     """Wait for an ``mmbind run`` to exit; one still running after ``timeout`` s fails the test."""
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -127,13 +127,13 @@ def test_frozen_node_is_retried_and_a_dead_one_dropped(
             for e in store.events(run_id)
         )
 
-    wait_for(lambda: seen("progress", label="pretrain"), 300, "the pretrain phase")
+    wait_for(lambda: seen("progress", label="pretrain"), 600, "the pretrain phase")
     # Execute: A freezes until it is declared unavailable, then thaws
     deployment.pause_node("A")
     wait_for(lambda: seen("unavailable", role="A"), 150, "node A declared unavailable")
     deployment.continue_node("A")
     # ... and node B crashes in the middle of phase 5 (its partner features are in)
-    wait_for(lambda: seen("progress", label="align"), 300, "the align phase")
+    wait_for(lambda: seen("progress", label="align"), 600, "the align phase")
     deployment.nodes["B"].kill()
     code, _, stderr = finish(proc)
     # Assert: A retried; B dropped after the grace period, in the phase of its message
@@ -174,7 +174,7 @@ def test_coordinator_restart_resumes_from_checkpoint(
         cp = store.checkpoint(run_id)
         return cp is not None and cp["step"] == "binding"
 
-    wait_for(bound, 300, "the binding checkpoint")
+    wait_for(bound, 600, "the binding checkpoint")
     # Execute: A freezes (no heartbeats); 0.5 s later mmbind-server alone gets SIGKILL
     deployment.pause_node("A")
     paused = time.monotonic()
