@@ -3,11 +3,17 @@
 Flower's SuperLink and SuperNode spawn helpers of their own (SuperExec,
 ServerApp and ClientApp processes); stopping only the direct child would leave
 those behind, so every child gets a session and is signalled as a group.
+
+A child started with ``die_with_parent=True`` is killed by the kernel when the
+process that started it dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import signal
@@ -22,6 +28,22 @@ from typing import IO
 from mmbind.errors import ConfigError, MMBindError
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = (
+    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if sys.platform.startswith("linux")
+    else None
+)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a forked child before exec: get SIGKILL when ``parent`` dies (Linux only)."""
+    if _LIBC is None:
+        return
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def scripts_path() -> str:
@@ -63,6 +85,9 @@ class ManagedProcess:
 
     With ``new_session=False`` the child stays in the caller's process group, so a
     signal to that group (a crash of the whole coordinator, say) reaches it too.
+    With ``die_with_parent=True`` the kernel kills the child when this process dies,
+    however it dies (Linux; the signal follows the *thread* that started the child,
+    so start such children from the main thread).
     """
 
     def __init__(
@@ -74,6 +99,7 @@ class ManagedProcess:
         log_file: Path | None = None,
         cwd: Path | None = None,
         new_session: bool = True,
+        die_with_parent: bool = False,
     ) -> None:
         self.name = name
         self.new_session = new_session
@@ -87,6 +113,9 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT if self._log else None,
                 cwd=cwd,
                 start_new_session=new_session,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid())
+                if die_with_parent
+                else None,
             )
         except FileNotFoundError:
             raise MMBindError(

@@ -110,6 +110,13 @@ class RunConfig(BaseModel):
     reply_timeout: float = Field(0.0, ge=0, description="seconds to wait for a node; 0 = forever")
     min_nodes: int = Field(1, ge=1, description="nodes to wait for before phase 1")
     wait_seconds: float = Field(120.0, gt=0, description="how long to wait for min-nodes")
+    node_grace_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="how long a node the SuperLink reports unavailable (no heartbeat) may take "
+        "to come back before it is dropped; its message is sent again when it does; 0 = drop it "
+        "at once",
+    )
 
     @field_validator("shared_modality")
     @classmethod

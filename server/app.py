@@ -12,6 +12,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from mmbind.run_config import RunConfig
 from mmbind.server.binding_service import BindingService
+from mmbind.server.liveness import AttemptWatchdog
 from mmbind.server.results import build_results, write_results
 from mmbind.server.store import END_EVENT, BindingStore, InMemoryBindingStore
 from mmbind.server.workflow import BindingServiceAPI, Progress, Workflow
@@ -54,6 +55,9 @@ def make_server_app(
         run_id = config.run_id or str(context.run_id)
         run_store, service = _connect(config, store, run_id)
         start = time.perf_counter()
+        watchdog = None
+        if config.binding_service:  # a deployment: see mmbind.server.liveness
+            watchdog = AttemptWatchdog(run_store, run_id, config.attempt).start()
         try:
             workflow = Workflow(
                 grid,
@@ -71,7 +75,8 @@ def make_server_app(
                 methods=result.methods,
                 binding=result.binding,
                 phases=dict(result.phases),
-                wall_seconds=time.perf_counter() - start,
+                # A resumed run's wall time includes its earlier attempts (README, Deploy).
+                wall_seconds=result.earlier_seconds + time.perf_counter() - start,
                 nodes=result.nodes,
                 history=dict(result.history),
             )
@@ -89,6 +94,7 @@ def make_server_app(
             results["traffic"] = result.traffic
             if result.resumed_from:
                 results["resumed_from"] = result.resumed_from
+            results["attempts"] = [_rounded_attempt(a) for a in result.attempts]
             workflow.check_owner()
             run_store.put_results(run_id, results)
             if config.output:
@@ -102,9 +108,19 @@ def make_server_app(
             )
             raise
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             run_store.append_event(run_id, {"kind": END_EVENT, "attempt": config.attempt})
 
     return app
+
+
+def _rounded_attempt(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        **record,
+        "seconds": round(float(record["seconds"]), 3),
+        "phases": {k: {"seconds": round(float(v), 3)} for k, v in record["phases"].items()},
+    }
 
 
 def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:

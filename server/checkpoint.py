@@ -52,6 +52,8 @@ class Checkpoint:
     """Node id (as a string) to node name, as of the run that wrote the checkpoint."""
     config: dict[str, Any] = field(default_factory=dict)
     """The run config (Flower form) the run started with; a resumed run keeps it."""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    """Every attempt so far, the one that wrote the checkpoint last (its record as of now)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

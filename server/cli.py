@@ -214,6 +214,8 @@ def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
         "resume": args.resume,
         "progress": progress,
     }
+    if args.attempt_timeout is not None:
+        kwargs["attempt_timeout"] = args.attempt_timeout
     if bar is not None:
         with bar:
             results = run_deployment(config, **kwargs)
@@ -369,6 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--min-nodes", type=int, default=1, help="nodes to wait for before starting")
+    run.add_argument(
+        "--attempt-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up (exit 6, printing the resume command) when the run's ServerApp sends no "
+        "heartbeat for this long, e.g. after a coordinator restart (default 60)",
+    )
     run.add_argument(
         "--methods",
         default="",

@@ -2,7 +2,10 @@
 
 It runs the Flower SuperLink (nodes join it, ``mmbind run`` submits to it) and
 the BindingService (gRPC, backed by Redis when ``--redis-url`` is given, else
-in-process), and stops both cleanly on SIGTERM or Ctrl-C.
+in-process), and stops both cleanly on SIGTERM or Ctrl-C. If it dies otherwise (even
+SIGKILL) the SuperLink dies with it (``die_with_parent``), the SuperLink's SuperExec
+follows (Flower watches its parent) and so does a run's ServerApp
+(:mod:`mmbind.server.liveness`): nothing it started outlives it.
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # It starts flower-superexec by name: from this environment's scripts folder.
             env={"FLWR_TELEMETRY_ENABLED": "0", "PATH": scripts_path()},
             log_file=log_file,
-            new_session=False,  # dies with mmbind-server's process group
+            new_session=False,  # dies with mmbind-server's process group,
+            die_with_parent=True,  # and with mmbind-server alone, even on SIGKILL
         )  # fmt: skip
         wait_for_port(args.host, args.port, 60, process=superlink)
         print(

@@ -133,6 +133,7 @@ VOLATILE_KEYS = (
     "reply-timeout",
     "min-nodes",
     "wait-seconds",
+    "node-grace-seconds",
 )
 _GRID_OWNED = {
     "dataset": "--dataset",

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from numpy.typing import NDArray
 
@@ -80,6 +81,8 @@ PRETRAINED = "pretrained:"
 
 POLL_SECONDS = 0.25
 """How often the coordinator asks the SuperLink for replies."""
+NODE_POLL_SECONDS = 1.0
+"""How often the coordinator asks the SuperLink which nodes are connected."""
 
 
 class BindingServiceAPI(Protocol):
@@ -115,6 +118,10 @@ class RunResult:
     dataset: str = ""
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
     resumed_from: str = ""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    """One record per submission of the run (see :meth:`Workflow._attempt_record`)."""
+    earlier_seconds: float = 0.0
+    """Seconds the earlier attempts of a resumed run spent, through their last checkpoint."""
 
 
 class Workflow:
@@ -176,6 +183,9 @@ class Workflow:
             lambda: defaultdict(dict)
         )
         self._routed_grads: dict[str, dict[int, dict[str, NDArray[np.generic]]]] = {}
+        self._attempt_phases: dict[str, float] = defaultdict(float)
+        self._attempt_start = time.perf_counter()
+        self._earlier: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------ messaging
     def progress(self, label: str, step: int, total: int) -> None:
@@ -206,39 +216,16 @@ class Workflow:
     ) -> dict[int, RecordDict]:
         """Send one message per node; return the replies' contents by node id.
 
-        A node that fails (error reply, or none within ``reply-timeout``) is
-        dropped from the rest of the run and the failure recorded, as long as the
-        run can go on without it; otherwise a :class:`FederationError` is raised.
+        A node the SuperLink reports unavailable (it missed its heartbeats) gets
+        ``node-grace-seconds`` to come back; when it does, it is sent its message
+        again. A node that fails for good (an error reply, no reply within
+        ``reply-timeout``, or still unavailable after the grace period) is dropped
+        from the rest of the run and the failure recorded, as long as the run can
+        go on without it; otherwise (or with ``tolerate=False``) a
+        :class:`FederationError` is raised.
         """
-        messages = [
-            Message(content, dst_node_id=node_id, message_type=message_type)
-            for node_id, content in contents.items()
-        ]
-        if not messages:
-            return {}
-        for node_id, content in contents.items():
-            self._traffic[node_id][1] += _content_bytes(content)
-        replies = self._exchange(messages)
-        # Errors for a lost node come from the SuperLink itself: map every reply back to
-        # the node it answers through the message it replies to.
-        sent: dict[str, int] = {}
-        for m in messages:
-            sent[m.metadata.message_id] = m.metadata.dst_node_id
-            sent[m.object_id] = m.metadata.dst_node_id
         out: dict[int, RecordDict] = {}
-        failed: dict[int, str] = {}
-        for reply in replies:
-            src = sent.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
-            if reply.has_error():
-                failed[src] = reply.error.reason or f"error code {reply.error.code}"
-            else:
-                out[src] = reply.content
-                self._traffic[src][0] += _content_bytes(reply.content)
-                self._audit(src, message_type, reply.content)
-        for node_id in set(contents) - set(out) - set(failed):
-            failed[node_id] = (
-                f"no reply within {self.timeout:.0f} s" if self.timeout else "no reply"
-            )
+        failed = self._deliver(message_type, contents, out)
         if failed:
             detail = "; ".join(f"{self._describe(n)}: {why}" for n, why in sorted(failed.items()))
             if not tolerate or not self._nodes:
@@ -249,6 +236,96 @@ class Workflow:
         # are sums in floating point, and their order must not depend on timing or on the
         # ids a SuperLink hands out (simulation and deployment then agree bit for bit).
         return {n: out[n] for n in sorted(out, key=self._order)}
+
+    def _deliver(
+        self, message_type: str, contents: Mapping[int, RecordDict], out: dict[int, RecordDict]
+    ) -> dict[int, str]:
+        """Exchange ``contents`` until every node answered or failed; return the failures.
+
+        Replies go into ``out``; nodes the SuperLink reports unavailable are retried
+        while they come back within ``node-grace-seconds`` of their first failure.
+        """
+        failed: dict[int, str] = {}
+        unavailable_since: dict[int, float] = {}
+        pending = dict(contents)
+        while pending:
+            messages = [
+                Message(content, dst_node_id=node_id, message_type=message_type)
+                for node_id, content in pending.items()
+            ]
+            for node_id, content in pending.items():
+                self._traffic[node_id][1] += _content_bytes(content)
+            replies = self._exchange(messages)
+            # Errors for a lost node come from the SuperLink itself: map every reply back
+            # to the node it answers through the message it replies to.
+            sent: dict[str, int] = {}
+            for m in messages:
+                sent[m.metadata.message_id] = m.metadata.dst_node_id
+                sent[m.object_id] = m.metadata.dst_node_id
+            unavailable: dict[int, str] = {}
+            answered: set[int] = set()
+            for reply in replies:
+                src = sent.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+                answered.add(src)
+                if not reply.has_error():
+                    out[src] = reply.content
+                    self._traffic[src][0] += _content_bytes(reply.content)
+                    self._audit(src, message_type, reply.content)
+                    continue
+                why = reply.error.reason or f"error code {reply.error.code}"
+                if reply.error.code == ErrorCode.NODE_UNAVAILABLE:
+                    unavailable[src] = why
+                else:
+                    failed[src] = why
+            for node_id in set(pending) - answered:
+                failed[node_id] = (
+                    f"no reply within {self.timeout:.0f} s" if self.timeout else "no reply"
+                )
+            now = time.monotonic()
+            for node_id in unavailable:
+                unavailable_since.setdefault(node_id, now)
+            back = self._await_return(message_type, unavailable, unavailable_since)
+            for node_id, why in unavailable.items():
+                if node_id not in back:
+                    grace = self.config.node_grace_seconds
+                    failed[node_id] = f"{why} Not back within {grace:.0f} s (node-grace-seconds)."
+            pending = {n: contents[n] for n in sorted(back)}
+        return failed
+
+    def _await_return(
+        self, message_type: str, unavailable: Mapping[int, str], since: Mapping[int, float]
+    ) -> set[int]:
+        """Wait for unavailable nodes to reconnect; return those back within their grace."""
+        grace = self.config.node_grace_seconds
+        waiting = {n for n in unavailable if time.monotonic() - since[n] < grace}
+        for node_id in sorted(waiting):
+            log.warning(
+                "%s unavailable in %s (%s); waiting up to %.0f s for it to come back",
+                self._describe(node_id),
+                message_type,
+                unavailable[node_id],
+                grace - (time.monotonic() - since[node_id]),
+            )
+            self.event(
+                {
+                    "kind": "unavailable",
+                    "node_id": node_id,
+                    "role": self._nodes[node_id].role if node_id in self._nodes else "?",
+                    "phase": self._phase_name,
+                    "message": message_type,
+                    "grace_seconds": grace,
+                }
+            )
+        back: set[int] = set()
+        while waiting - back:
+            back |= waiting & set(self.grid.get_node_ids())
+            now = time.monotonic()
+            if all(now - since[n] >= grace for n in waiting - back):
+                break
+            time.sleep(NODE_POLL_SECONDS)
+        for node_id in sorted(back):
+            log.info("%s is back; sending it %s again", self._describe(node_id), message_type)
+        return back
 
     def _order(self, node_id: int) -> tuple[str, int]:
         node = self._nodes.get(node_id)
@@ -322,12 +399,17 @@ class Workflow:
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
+        """Time a phase (nested phases count in their parent too); name it for dropouts."""
+        outer = self._phase_name
         self._phase_name = name
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.result.phases[name] += time.perf_counter() - start
+            self._phase_name = outer  # a nested phase hands its name back
+            seconds = time.perf_counter() - start
+            self.result.phases[name] += seconds
+            self._attempt_phases[name] += seconds
 
     def _active(self) -> list[NodeManifest]:
         return [n for i, n in sorted(self._nodes.items()) if i not in self._dropped]
@@ -374,7 +456,14 @@ class Workflow:
 
     # -------------------------------------------------------------- phase 1
     def _wait_for_nodes(self) -> list[int]:
-        """Node ids once ``min_nodes`` are connected; a FederationError after ``wait_seconds``."""
+        """Node ids once ``min_nodes`` are connected; a FederationError after ``wait_seconds``.
+
+        Connected means online in the SuperLink's eyes (``Grid.get_node_ids``: nodes
+        whose heartbeat is current). flwr 1.42 keeps a node it knew before a restart
+        listed as online until that node's old heartbeat lapses (2 x 30 s) even when it
+        has not reconnected; ``mmbind-server``'s SuperLink marks such nodes offline when
+        it starts (:mod:`mmbind.server.superlink`), so only reconnected nodes count.
+        """
         cfg = self.config
         deadline = time.monotonic() + cfg.wait_seconds
         while True:
@@ -392,9 +481,16 @@ class Workflow:
         """Phase 1: gather manifests, check compatibility, build normalisation stats."""
         node_ids = self._wait_for_nodes()
         self.progress("manifest", 0, 1)
-        replies = self._send(wire.MANIFEST, {n: RecordDict() for n in node_ids}, tolerate=False)
+        replies: dict[int, RecordDict] = {}
+        failed = self._deliver(wire.MANIFEST, {n: RecordDict() for n in node_ids}, replies)
+        if failed and len(replies) < self.config.min_nodes:
+            detail = "; ".join(f"{self._describe(n)}: {why}" for n, why in sorted(failed.items()))
+            raise FederationError(
+                f"{wire.MANIFEST} failed on {len(failed)} node(s), leaving {len(replies)} of "
+                f"min-nodes {self.config.min_nodes}: {detail}"
+            )
         moments: dict[str, list[ChannelMoments]] = defaultdict(list)
-        for node_id, content in replies.items():
+        for node_id, content in sorted(replies.items()):
             info = content.config_records[wire.MANIFEST_KEY]
             manifest = NodeManifest(
                 node_id=node_id,
@@ -420,6 +516,8 @@ class Workflow:
                             total_sq=np.asarray(arrays[f"{m}.total-sq"], np.float64),
                         )
                     )
+        for node_id, why in sorted(failed.items()):
+            self._drop(node_id, wire.MANIFEST, why)
         nodes = self._active()
         self.result.nodes = [n.to_dict() for n in nodes]
         self.result.dataset = ",".join(sorted(self._datasets))
@@ -867,6 +965,7 @@ class Workflow:
             budgets=dict(self.result.budgets),
             binding=dict(self.result.binding),
             phases=dict(self.result.phases),
+            attempts=[*self._earlier, self._attempt_record(step)],
             history={k: list(v) for k, v in self.result.history.items()},
             dropouts=list(self.result.dropouts),
             node_names={str(i): n.role for i, n in self._nodes.items()},
@@ -892,6 +991,8 @@ class Workflow:
         self.result.binding.update(cp.binding)
         for k, v in cp.phases.items():
             self.result.phases[k] += v
+        self._earlier = [dict(a) for a in cp.attempts] or [_legacy_attempt(cp)]
+        self.result.earlier_seconds = sum(float(a["seconds"]) for a in self._earlier)
         for k, vs in cp.history.items():
             self.result.history[k].extend(vs)
         self.result.dropouts.extend(cp.dropouts)
@@ -928,10 +1029,29 @@ class Workflow:
             bindings[kind] = bindings_from_bytes(data, ids)
         return bindings
 
+    def _elapsed(self) -> float:
+        """Seconds of the whole run: earlier attempts (to their last checkpoint) plus this one."""
+        return self.result.earlier_seconds + time.perf_counter() - self._attempt_start
+
+    def _attempt_record(self, step: str) -> dict[str, Any]:
+        """This attempt as results.json's ``attempts`` lists it, ``step`` its last finished step.
+
+        ``seconds`` runs from the attempt's start to now; ``phases`` are its own phase
+        seconds. An attempt that dies keeps the record of its last checkpoint: time it
+        spent after that is lost with the work it did.
+        """
+        return {
+            "attempt": self.config.attempt,
+            "resumed_from": self.result.resumed_from,
+            "last_step": step,
+            "seconds": time.perf_counter() - self._attempt_start,
+            "phases": dict(self._attempt_phases),
+        }
+
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:
         """Every requested method, in lockstep; resumable step by step."""
-        start = time.perf_counter()
+        self._attempt_start = time.perf_counter()
         self._claim()
         cp = self._restore() if self.config.resume else None
         if self.config.resume and cp is None:
@@ -984,7 +1104,7 @@ class Workflow:
                     self.finetune(models, tracks)
                 else:
                     for name, metrics in self.evaluate(models, tracks).items():
-                        metrics["seconds"] = time.perf_counter() - start
+                        metrics["seconds"] = self._elapsed()
                         self.result.methods[name] = metrics
                     if self.result.budgets:
                         own = str(self.config.label_budget)
@@ -996,12 +1116,26 @@ class Workflow:
                             metrics["macro_f1"],
                         )
             self._save(step, models, bindings if step == "binding" else None)
-        self.result.phases["total"] = time.perf_counter() - start
+        record = self._attempt_record(steps[-1])
+        self.result.attempts = [*self._earlier, record]
+        self.result.phases["total"] = self.result.earlier_seconds + record["seconds"]
         self.result.traffic = {
             self._nodes[i].role if i in self._nodes else str(i): {"received": r, "sent": s}
             for i, (r, s) in self._traffic.items()
         }
         return self.result
+
+
+def _legacy_attempt(cp: Checkpoint) -> dict[str, Any]:
+    """The earlier attempts of a checkpoint written before checkpoints kept ``attempts``."""
+    top = {k: v for k, v in cp.phases.items() if k != "partner_features"}  # nested in align
+    return {
+        "attempt": "",
+        "resumed_from": "",
+        "last_step": cp.step,
+        "seconds": sum(top.values()),
+        "phases": dict(cp.phases),
+    }
 
 
 def _content_bytes(content: RecordDict) -> int:

@@ -93,6 +93,8 @@ class Deployment:
         self.server: ManagedProcess | None = None
         self.nodes: dict[str, ManagedProcess] = {}
         self.relay: Relay | None = None
+        self.paused: set[str] = set()
+        self.runners: list[subprocess.Popen[str]] = []
         self.env = {
             "FLWR_TELEMETRY_ENABLED": "0",
             "MMBIND_LOG_LEVEL": "WARNING",
@@ -136,6 +138,28 @@ class Deployment:
         while port_is_open("127.0.0.1", self.port) and time.monotonic() < deadline:
             time.sleep(0.2)
 
+    def kill_server_alone(self) -> dict[int, str]:
+        """SIGKILL mmbind-server's own process only; return what it had started (pid: argv).
+
+        Unlike ``stop_server(crash=True)`` nothing else is signalled: whatever survives is
+        an orphan of the coordinator.
+        """
+        assert self.server is not None
+        family = {pid: cmdline(pid) for pid in descendants(self.server.pid)}
+        os.kill(self.server.pid, signal.SIGKILL)
+        self.server.proc.wait(5)
+        self.server = None
+        return family
+
+    def pause_node(self, name: str) -> None:
+        """Freeze a node (its whole process group): it neither works nor sends heartbeats."""
+        os.killpg(self.nodes[name].pid, signal.SIGSTOP)
+        self.paused.add(name)
+
+    def continue_node(self, name: str) -> None:
+        os.killpg(self.nodes[name].pid, signal.SIGCONT)
+        self.paused.discard(name)
+
     def start_nodes(self, *, relay: bool = False) -> None:
         target = self.superlink
         if relay:
@@ -159,12 +183,20 @@ class Deployment:
         ]  # fmt: skip
         for key, value in TINY.items():
             cmd += ["-c", f"{key}={value}"]
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **self.env},
         )  # fmt: skip
+        self.runners.append(proc)
+        return proc
 
     def close(self) -> None:
+        for runner in self.runners:
+            if runner.poll() is None:
+                runner.kill()
+                runner.communicate()
+        for name in list(self.paused):
+            self.continue_node(name)
         for node in self.nodes.values():
             node.stop(5)
         self.stop_server(crash=False)
@@ -188,6 +220,22 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
 
 
 def run_id_of(proc: subprocess.Popen[str], timeout: float = 120) -> str:
