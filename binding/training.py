@@ -33,6 +33,7 @@ __all__ = [
     "finetune",
     "predict",
     "pretrain_autoencoder",
+    "warp_windows",
 ]
 
 
@@ -74,6 +75,43 @@ def augment_windows(x: Tensor, strength: float, generator: torch.Generator) -> T
     scale = 1.0 + 0.2 * strength * torch.randn(b, 1, c, generator=generator)
     noise = 0.1 * strength * torch.randn(x.shape, generator=generator)
     return x * scale + noise
+
+
+def warp_windows(x: Tensor, strength: float, generator: torch.Generator) -> Tensor:
+    """Random per-sample time warp: a stretch and a shift of the time axis, resampled linearly.
+
+    Subjects perform an action at their own pace; sample ``i`` is read at times
+    ``c + (t - c) * f_i + d_i`` (clamped to the window) with ``c`` the window centre, speed
+    ``f_i ~ U(1 - 0.2 s, 1 + 0.2 s)`` and shift ``d_i ~ U(-0.1 s T, 0.1 s T)``, ``s =
+    strength``; ``strength == 0`` returns ``x`` itself (and draws no random numbers).
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, T, C)
+    strength : float, >= 0
+    generator : torch.Generator
+
+    Returns
+    -------
+    Tensor, shape (B, T, C)
+    """
+    if strength <= 0:
+        return x
+    b, t, c = x.shape
+    speed = 1.0 + 0.2 * strength * (2 * torch.rand(b, 1, generator=generator) - 1)
+    shift = 0.1 * strength * t * (2 * torch.rand(b, 1, generator=generator) - 1)
+    centre = (t - 1) / 2
+    pos = (centre + (torch.arange(t, dtype=x.dtype) - centre) * speed + shift).clamp(0, t - 1)
+    lo = pos.floor().long().clamp(max=t - 2) if t > 1 else pos.floor().long()
+    hi = (lo + 1).clamp(max=t - 1)
+    frac = (pos - lo.to(x.dtype)).unsqueeze(2)  # (B, T, 1)
+    gather_lo = torch.gather(x, 1, lo.unsqueeze(2).expand(b, t, c))
+    gather_hi = torch.gather(x, 1, hi.unsqueeze(2).expand(b, t, c))
+    return gather_lo * (1 - frac) + gather_hi * frac
+
+
+def _augment(x: Tensor, augment: float, warp: float, gen: torch.Generator) -> Tensor:
+    return warp_windows(augment_windows(x, augment, gen), warp, gen)
 
 
 def pretrain_autoencoder(
@@ -150,6 +188,7 @@ def align(
     partner_grads: dict[str, Tensor] | None = None,
     injected: Mapping[str, tuple[Tensor, Tensor]] | None = None,
     injected_scale: float = 1.0,
+    warp: float = 0.0,
 ) -> float:
     """Weighted contrastive alignment of pseudo-complete tuples (AdamW).
 
@@ -209,6 +248,8 @@ def align(
         nodes' per-step loss as well as its own.
     injected_scale : float
         Weight of the injected term, finite and >= 0.
+    warp : float
+        Strength of :func:`warp_windows` applied after :func:`augment_windows`.
 
     Returns
     -------
@@ -292,7 +333,7 @@ def align(
                 rows_b = own_rows[m][idx] if m in own_rows else None
                 if m in own and (rows_b is None or bool(rows_b.all())):
                     # Every row of the batch holds the window: the plain path.
-                    views.append(model.embed(m, augment_windows(own[m][idx], augment, gen)))
+                    views.append(model.embed(m, _augment(own[m][idx], augment, warp, gen)))
                     present[:, v] = True
                     encoded_any = True
                     continue
@@ -303,7 +344,7 @@ def align(
                     has = torch.zeros(b, dtype=torch.bool)
                 if rows_b is not None and bool(rows_b.any()):
                     pos = rows_b.nonzero().squeeze(1)  # (k,) batch positions with a window
-                    z = model.embed(m, augment_windows(own[m][idx[pos]], augment, gen))
+                    z = model.embed(m, _augment(own[m][idx[pos]], augment, warp, gen))
                     encoded = torch.zeros(b, model.proj_dim, dtype=z.dtype).index_put((pos,), z)
                     view = torch.where(rows_b.unsqueeze(1), encoded, view)
                     has = has | rows_b
@@ -311,7 +352,7 @@ def align(
                 views.append(view)
                 present[:, v] = has
             loss: Tensor = loss_fn(torch.stack(views, dim=1), present, w_all[idx])
-            objective = loss + _injected_term(model, own, inject, batch_size, gen, augment)
+            objective = loss + _injected_term(model, own, inject, batch_size, gen, augment, warp)
             if encoded_any or inject:  # a batch without any own window has nothing to train
                 opt.zero_grad(set_to_none=True)
                 torch.autograd.backward(objective)
@@ -369,6 +410,7 @@ def _injected_term(
     batch_size: int,
     gen: torch.Generator,
     augment: float,
+    warp: float,
 ) -> Tensor | float:
     """``sum_m scale * R_m / k * sum_{sampled r} embed(m, x_r) . grad_r`` for one step."""
     term: Tensor | float = 0.0
@@ -376,7 +418,7 @@ def _injected_term(
         r = rows.numel()
         k = min(batch_size, r)
         pick = torch.randperm(r, generator=gen)[:k]
-        z = model.embed(m, augment_windows(own[m][rows[pick]], augment, gen))
+        z = model.embed(m, _augment(own[m][rows[pick]], augment, warp, gen))
         term = term + (scale * r / k) * (z * grad[pick]).sum()
     return term
 
@@ -413,6 +455,7 @@ def finetune(
     weight_decay: float = 0.01,
     augment: float = 0.0,
     encoder_lr_scale: float = 1.0,
+    warp: float = 0.0,
 ) -> float:
     """Supervised fine-tuning with cross-entropy (AdamW).
 
@@ -435,6 +478,8 @@ def finetune(
         Strength of :func:`augment_windows` applied to every batch.
     encoder_lr_scale : float
         The encoders' learning rate is ``lr * encoder_lr_scale`` (the classifier's is ``lr``).
+    warp : float
+        Strength of :func:`warp_windows` applied after :func:`augment_windows`.
 
     Returns
     -------
@@ -471,7 +516,7 @@ def finetune(
     for _ in range(epochs):
         total = 0.0
         for idx in _batches(n, batch_size, gen):
-            batch = {m: augment_windows(x[idx], augment, gen) for m, x in inputs.items()}
+            batch = {m: _augment(x[idx], augment, warp, gen) for m, x in inputs.items()}
             if freeze_encoders:
                 with torch.no_grad():
                     feats = model.features(batch)

@@ -286,6 +286,7 @@ class LocalNode:
             partner_present=present,
             weight_decay=cfg.weight_decay,
             augment=cfg.align_augment,
+            warp=cfg.align_warp,
             partner_grads=grads,
             injected=pushed,
             injected_scale=cfg.partner_grad_scale,
@@ -333,12 +334,13 @@ class LocalNode:
                 inputs,
                 labels,
                 epochs=epochs,
-                batch_size=cfg.batch_size,
+                batch_size=cfg.finetune_batch_size,
                 lr=cfg.finetune_lr,
                 seed=seed,
                 freeze_encoders=cfg.encoder_lr_scale == 0,
-                weight_decay=cfg.weight_decay,
+                weight_decay=cfg.finetune_weight_decay,
                 augment=cfg.finetune_augment,
+                warp=cfg.finetune_warp,
                 encoder_lr_scale=cfg.encoder_lr_scale,
             )
         )

@@ -62,13 +62,13 @@ class RunConfig(BaseModel):
     refresh_every: int = Field(1, ge=1, description="refresh partner features every N align rounds")
     finetune_rounds: int = Field(1, ge=1)
     finetune_epochs: int = Field(100, ge=1)
-    batch_size: int = Field(32, ge=2)
+    batch_size: int = Field(32, ge=2, description="batch size of pretraining and alignment")
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     temperature: float = Field(0.07, gt=0)
     pretrain_lr: float = Field(1e-3, gt=0, lt=1, description="autoencoder learning rate")
     align_lr: float = Field(1e-3, gt=0, lt=1, description="contrastive alignment learning rate")
     finetune_lr: float = Field(3e-4, gt=0, lt=1, description="fine-tuning learning rate")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (align, fine-tune)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay of the alignment")
     align_init: Literal["autoencoder", "random"] = Field(
         "autoencoder",
         description="encoders the alignment starts from: the pretrained autoencoders' or "
@@ -83,6 +83,10 @@ class RunConfig(BaseModel):
     partner_grad_scale: float = Field(
         1.0, ge=0, description="weight of the routed partner gradients in the partner's steps"
     )
+    align_warp: float = Field(0.0, ge=0, description="time-warp strength in alignment")
+    finetune_warp: float = Field(0.0, ge=0, description="time-warp strength in fine-tuning")
+    finetune_weight_decay: float = Field(0.01, ge=0, description="fine-tuning's weight decay")
+    finetune_batch_size: int = Field(32, ge=2, description="fine-tuning's batch size")
     align_augment: float = Field(0.0, ge=0, description="jitter/scaling strength in alignment")
     finetune_augment: float = Field(0.0, ge=0, description="jitter/scaling in fine-tuning")
     encoder_lr_scale: float = Field(

@@ -431,6 +431,7 @@ def _align_pooled(
             own_present=pool.own_present,
             weight_decay=cfg.weight_decay,
             augment=cfg.align_augment,
+            warp=cfg.align_warp,
         )
         history[f"{LABEL}.align.loss"].append(float(loss))
     progress(f"{LABEL}: align", cfg.align_rounds, cfg.align_rounds)

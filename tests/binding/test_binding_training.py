@@ -19,6 +19,7 @@ from mmbind.binding.training import (
     finetune,
     predict,
     pretrain_autoencoder,
+    warp_windows,
 )
 from mmbind.binding.weighted_contrastive import WeightedMultiViewContrastiveLoss
 from mmbind.errors import ConfigError, DataError, ShapeError
@@ -502,3 +503,21 @@ def test_injected_gradients_are_validated() -> None:
             model, {"acc": x}, {}, torch.ones(4),
             injected={"acc": (torch.tensor([1]), torch.full((1, 8), float("nan")))}, **kwargs,  # type: ignore[arg-type]
         )  # fmt: skip
+
+
+def test_warp_windows_stretches_and_shifts_time_and_is_seeded() -> None:
+    # Prepare: a ramp, so a warped window is again monotone with values inside the range
+    x = torch.linspace(0, 1, 120).reshape(1, 120, 1).repeat(4, 1, 3)
+
+    # Execute
+    zero = warp_windows(x, 0.0, torch.Generator().manual_seed(0))
+    a = warp_windows(x, 1.0, torch.Generator().manual_seed(0))
+    b = warp_windows(x, 1.0, torch.Generator().manual_seed(0))
+
+    # Assert
+    assert zero is x
+    torch.testing.assert_close(a, b)
+    assert a.shape == x.shape and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    assert bool((a[:, 1:] >= a[:, :-1] - 1e-6).all())
+    assert not torch.allclose(a, x)
+    torch.testing.assert_close(a[:, :, 0], a[:, :, 2])  # one warp per sample, all channels
