@@ -15,6 +15,7 @@ from typing import Any
 
 from mmbind import __version__
 from mmbind.errors import ConfigError, MMBindError
+from mmbind.processes import parse_address, writable_folder
 from mmbind.run_config import RunConfig
 from mmbind.settings import MMBindSettings
 
@@ -76,8 +77,7 @@ def _progress_display(enabled: bool) -> tuple[Callable[[str, int, int], None] | 
 def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     from rich.console import Console
 
-    from mmbind.server.results import write_results
-    from mmbind.server.simulate import simulate
+    from mmbind.server.results import check_output, write_results
 
     values: dict[str, Any] = _parse_overrides(args.config or [])
     values.update(
@@ -92,7 +92,9 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     if args.binding:
         values["binding"] = args.binding
     config = RunConfig.from_mapping(values)
-    output = Path(args.output or settings.output)
+    output = check_output(args.output or settings.output, overwrite=args.overwrite)
+    from mmbind.server.simulate import simulate  # Flower, Ray, torch: after the checks
+
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
     if bar is not None:
@@ -123,14 +125,16 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
         overrides=_parse_overrides(args.config or []),
     )
     num_cpus = settings.num_cpus if args.num_cpus is None else args.num_cpus
+    # results.json there is the grid's aggregate, rewritten by every invocation (resumable).
+    output = writable_folder(args.output, "--output")
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
     kwargs: dict[str, Any] = {"num_cpus": num_cpus, "fresh": args.fresh, "progress": progress}
     if bar is not None:
         with bar:
-            outcome = run_experiment(grid, Path(args.output), **kwargs)
+            outcome = run_experiment(grid, output, **kwargs)
     else:
-        outcome = run_experiment(grid, Path(args.output), **kwargs)
+        outcome = run_experiment(grid, output, **kwargs)
     _print_experiment(outcome.results, outcome.path)
     print(
         f"cells: {len(outcome.ran)} run, {len(outcome.reused)} reused "
@@ -188,7 +192,7 @@ def _print_experiment(results: dict[str, Any], path: Path) -> None:
 def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
     from rich.console import Console
 
-    from mmbind.server.deployment import default_binding_address, run_deployment
+    from mmbind.server.results import check_output
 
     values: dict[str, Any] = _parse_overrides(args.config or [])
     values["seed"] = args.seed
@@ -198,13 +202,19 @@ def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
     if args.binding:
         values["binding"] = args.binding
     config = RunConfig.from_mapping(values)
+    parse_address(args.superlink, "--superlink")
+    if args.binding_service:
+        parse_address(args.binding_service, "--binding-service")
+    output = check_output(args.output or settings.output, overwrite=args.overwrite)
+    from mmbind.server.deployment import default_binding_address, run_deployment
+
     binding = args.binding_service or default_binding_address(args.superlink)
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
     kwargs: dict[str, Any] = {
         "superlink": args.superlink,
         "binding_service": binding,
-        "output": Path(args.output or settings.output),
+        "output": output,
         "resume": args.resume,
         "progress": progress,
     }
@@ -213,7 +223,7 @@ def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
             results = run_deployment(config, **kwargs)
     else:
         results = run_deployment(config, **kwargs)
-    _print_results(results, Path(args.output or settings.output) / "results.json", "run")
+    _print_results(results, output / "results.json", "run")
     return 0
 
 
@@ -263,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
     )
     sim.add_argument("--output", default="", help="output folder (default ./mmbind-output)")
+    sim.add_argument(
+        "--overwrite", action="store_true", help="replace a results.json already in OUTPUT"
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--split", type=int, default=0, help="subject assignment (0 = DESIGN.md's)")
     sim.add_argument("--nodes-per-role", type=int, default=1)
@@ -290,13 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
         "the simulation engine. Each finished cell is kept in OUTPUT/cells/<key>.json; "
         "repeating the command runs only the missing cells (a cell recorded with another "
         "recipe is an error unless --fresh). Writes OUTPUT/results.json (mean and sample std "
-        "over seeds x splits) and OUTPUT/report.md with PNG figures.",
+        "over seeds x splits) and OUTPUT/report.md with PNG figures; both are the grid's "
+        "aggregate and are rewritten, from every recorded cell, by each invocation.",
     )
     exp.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
     exp.add_argument(
         "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
     )
-    exp.add_argument("--output", required=True, help="experiment folder (resumable)")
+    exp.add_argument(
+        "--output",
+        required=True,
+        help="experiment folder (resumable: its results.json and report.md are rewritten "
+        "from all recorded cells each time)",
+    )
     exp.add_argument(
         "--methods",
         default="",
@@ -341,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--binding-service", default="", help="HOST:PORT of its BindingService (default PORT+1)"
     )
     run.add_argument("--output", default="", help="output folder (default ./mmbind-output)")
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace a results.json already in OUTPUT"
+    )
     run.add_argument(
         "--resume", default="", metavar="RUN_ID", help="continue a run from its checkpoint"
     )

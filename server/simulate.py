@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from mmbind.client.app import make_client_app
+from mmbind.client.data.partition import node_dataset
 from mmbind.client.local_data import load_dataset, simulation_plan
 from mmbind.errors import FederationError
 from mmbind.run_config import RunConfig
@@ -29,10 +30,17 @@ def simulate(
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # we ask for no GPUs
+    # Flower's log level inside the Ray actors (they inherit this environment; this process's
+    # Flower logger is set up already). At WARNING each actor says "Manually terminating
+    # ClientAppActor" when the run ends, and Ray forwards that above the results; errors
+    # still show, and a ClientApp's exception reaches this process as the run's error.
+    os.environ.setdefault("FLWR_LOG_LEVEL", "ERROR")
     from flwr.simulation import run_simulation
 
-    load_dataset(config)
+    full = load_dataset(config)
     plans = simulation_plan(config)
+    for plan in plans:  # a node left without samples fails here, not in every worker
+        node_dataset(plan, full)
     if "mmbind" in config.methods:
         # The same check the coordinator runs in phase 1, before any worker starts.
         check_bindable(
