@@ -168,7 +168,7 @@ def check_port(port: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = MMBindSettings()
+        settings = MMBindSettings.load()
         logging.basicConfig(
             level=(args.log_level or settings.log_level).upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",

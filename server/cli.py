@@ -53,6 +53,11 @@ class _DropDeprecation(logging.Filter):
         return "DEPRECATED FEATURE" not in record.getMessage()
 
 
+def _check_num_cpus(value: int, what: str) -> None:
+    if value < 0:
+        raise ConfigError(f"{what} must be >= 0 (0 = all cores), got {value}")
+
+
 def _progress_display(enabled: bool) -> tuple[Callable[[str, int, int], None] | None, Any]:
     """A rich progress bar on a terminal; nothing when not a TTY."""
     if not enabled:
@@ -92,6 +97,7 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     if args.binding:
         values["binding"] = args.binding
     config = RunConfig.from_mapping(values)
+    _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
     output = check_output(args.output or settings.output, overwrite=args.overwrite)
     from mmbind.server.simulate import simulate  # Flower, Ray, torch: after the checks
 
@@ -112,8 +118,10 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
 
     from mmbind.server.experiment import Grid, default_methods, run_experiment
 
-    if args.num_cpus is not None and args.num_cpus < 0:
-        raise ConfigError(f"--num-cpus must be >= 0 (0 = all cores), got {args.num_cpus}")
+    if args.num_cpus is None:
+        _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
+    else:
+        _check_num_cpus(args.num_cpus, "--num-cpus")
     grid = Grid(
         dataset=args.dataset,
         data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
@@ -385,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = MMBindSettings()
+        settings = MMBindSettings.load()
         _setup_logging(args.log_level or settings.log_level)
         code: int = args.func(args, settings)
         return code

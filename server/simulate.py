@@ -10,7 +10,7 @@ from typing import Any
 from mmbind.client.app import make_client_app
 from mmbind.client.data.partition import node_dataset
 from mmbind.client.local_data import load_dataset, simulation_plan
-from mmbind.errors import FederationError
+from mmbind.errors import ConfigError, FederationError
 from mmbind.run_config import RunConfig
 from mmbind.server.app import make_server_app
 from mmbind.server.binding_service import NodeManifest, check_bindable
@@ -27,6 +27,8 @@ def simulate(
     The data is loaded and validated here first, so a bad data folder fails in a
     second with a clear message instead of inside the simulation's workers.
     """
+    if num_cpus < 0:
+        raise ConfigError(f"num_cpus must be >= 0 (0 = all cores), got {num_cpus}")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # we ask for no GPUs

@@ -210,3 +210,30 @@ def test_simulation_workers_log_only_flower_errors(
     assert seen == {"level": "ERROR"}
     assert code == FederationError.exit_code  # the fake ran nothing: no results
     assert "ended without results" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-1", "MMBIND_NUM_CPUS must be >= 0 (0 = all cores), got -1"),  # Ray hung on it
+        ("abc", "invalid MMBIND_NUM_CPUS='abc': Input should be a valid integer"),
+    ],
+)
+@pytest.mark.parametrize("command", ["simulate", "experiment"])
+def test_bad_num_cpus_from_the_environment_is_refused_before_any_work(
+    simulation_forbidden: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    value: str,
+    message: str,
+) -> None:
+    # Prepare
+    monkeypatch.setenv("MMBIND_NUM_CPUS", value)
+    # Execute
+    code = main([command, "-q", "--output", str(tmp_path / "out")])
+    # Assert
+    assert code == 2
+    assert message in one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
