@@ -122,7 +122,7 @@ def one_line_error(err: str) -> str:
         (["--split", "5"], "split=5: splits are 0..3"),
         (["--split", "-1"], "split=-1: splits are 0..3"),
         (["--methods", ","], "give at least one method of lower_bound, unimodal, mim"),
-        (["-c", "weighting=foo"], "weighting='foo': weighting must be one of similarity, uniform"),
+        (["-c", "weighting=foo"], "weighting='foo': weighting must be one of "),
         (["--seed", "-1"], "seed=-1"),
         (["--nodes-per-role", "0"], "nodes-per-role=0"),
     ],

@@ -39,7 +39,7 @@ def test_run_config_round_trips_through_flower_form() -> None:
         ({"split": 5}, r"split=5: splits are 0\.\.3"),
         ({"split": -1}, r"split=-1: splits are 0\.\.3"),
         ({"methods": ","}, "methods=.*give at least one method of lower_bound, unimodal"),
-        ({"weighting": "foo"}, "weighting='foo'.*one of similarity, uniform"),
+        ({"weighting": "foo"}, "weighting='foo': weighting must be one of .*similarity.*uniform"),
         ({"weighting": "power"}, "weighting='power'.*without parameters"),
         ({"seed": -1}, "seed=-1"),
         ({"nodes_per_role": 0}, "nodes-per-role=0"),
