@@ -47,6 +47,17 @@ PROTOCOLS: dict[str, dict[str, tuple[int, ...]]] = {
     "dev3": {"A": (5, 6), "B": (1, 2), "C": (3,), "test": (4,)},
     "split0": {"A": (1, 2), "B": (3, 4), "C": (5, 6), "test": (7, 8)},
 }
+
+
+def _loso(fold: int) -> dict[str, tuple[int, ...]]:
+    """The package's dev-loso fold (``mmbind experiment --protocol dev-loso``), by role."""
+    from mmbind.client.data.partition import plan_protocol
+
+    plans = plan_protocol("dev-loso", range(1, 9), split=fold)
+    return {p.role.name: p.subjects for p in plans}
+
+
+PROTOCOLS.update({f"loso{t}": _loso(t - 1) for t in range(1, 7)})
 DATA_DIR = "/work/shared/data/utd_mhad"
 
 
@@ -260,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     if args.json:
-        with open(args.json, "a") as fh:
+        import fcntl
+
+        with open(args.json, "a") as fh:  # several runs may append at once
+            fcntl.flock(fh, fcntl.LOCK_EX)
             fh.write(json.dumps(out) + "\n")
     else:
         print(json.dumps(out, indent=1))

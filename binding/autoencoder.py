@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmbind.binding.encoders import SensorEncoder
+from mmbind.binding.encoders import EncoderSpec, build_encoder
 
 __all__ = ["Autoencoder"]
 
@@ -33,20 +33,27 @@ class Autoencoder(nn.Module):
 
     Parameters
     ----------
-    encoder : SensorEncoder
-        The encoder to pretrain; it fixes the modality and the window shape ``(T, C)``.
+    encoder : nn.Module
+        The encoder to pretrain (from :func:`~mmbind.binding.encoders.build_encoder`); its
+        ``modality``, ``window``, ``channels`` and ``embed_dim`` fix the decoder.
     """
 
-    def __init__(self, encoder: SensorEncoder) -> None:
+    @classmethod
+    def build(cls, modality: str, spec: EncoderSpec | None = None) -> Autoencoder:
+        """The autoencoder of a fresh encoder of ``modality`` built as ``spec`` says."""
+        return cls(build_encoder(modality, spec))
+
+    def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
-        self.modality: str = encoder.modality
-        self.window: int = encoder.window
-        self.channels: int = encoder.channels
+        self.modality: str = str(encoder.modality)
+        self.window: int = int(encoder.window)  # type: ignore[arg-type]
+        self.channels: int = int(encoder.channels)  # type: ignore[arg-type]
+        embed_dim = int(encoder.embed_dim)  # type: ignore[arg-type]
         ch = _DECODER_CHANNELS
         scale = 2**_UPSAMPLINGS
-        self._seed_len: int = -(-encoder.window // scale)
-        self.expand = nn.Linear(encoder.embed_dim, ch * self._seed_len)
+        self._seed_len: int = -(-self.window // scale)
+        self.expand = nn.Linear(embed_dim, ch * self._seed_len)
         blocks: list[nn.Module] = []
         for _ in range(_UPSAMPLINGS):
             blocks += [
@@ -55,7 +62,7 @@ class Autoencoder(nn.Module):
                 nn.GroupNorm(8, ch),
                 nn.ReLU(),
             ]
-        blocks.append(nn.Conv1d(ch, encoder.channels, kernel_size=5, padding=2))
+        blocks.append(nn.Conv1d(ch, self.channels, kernel_size=5, padding=2))
         self.decoder = nn.Sequential(*blocks)
 
     def decode(self, z: Tensor) -> Tensor:

@@ -1,20 +1,27 @@
-"""Per-modality sensor encoders: a small temporal conv network from a window to an embedding.
+"""Per-modality sensor encoders: from a window ``(T, C)`` to an embedding, chosen by name.
 
-The paper's code encodes every modality with a convolutional front end followed by a GRU
-(Ouyang et al., "MMBind", SenSys 2025, Sec. 4 and the nesl/multimodal-bind repository). Two
-shapes are offered, both sized for CPU training and both normalised with GroupNorm by default
-(no running statistics, so federated averaging of a state_dict never mixes batch statistics of
-different nodes):
+Every encoder maps windows of one registered modality, shape ``(B, T, C)``, to ``(B, embed_dim)``
+and carries ``modality``, ``window``, ``channels`` and ``embed_dim`` attributes, so models,
+autoencoders and federated averaging treat them alike. :func:`build_encoder` builds one by its
+architecture name (:data:`ARCHITECTURES`):
 
-* ``"conv"`` (the default): four temporal convolutions and mean + max pooling over time. On
-  UTD-MHAD it clearly beats the GRU variant at every stage of the pipeline (bench/recipe.py:
-  supervised baseline 0.58 vs 0.45, upper bound 0.65 vs 0.50, pairing accuracy 0.68 vs 0.53 on
-  the dev protocol with the same schedule);
-* ``"gru"``: three strided convolutions, then a one-layer GRU whose last hidden state is
-  projected to the embedding (the paper's shape).
+* ``"conv"``: four temporal convolutions, mean + max pooling over time (the order of events
+  within a window is kept only within the receptive field);
+* ``"tconv"``: the same convolutions with two more temporal downsamplings, then the whole
+  downsampled time axis flattened into a linear map, so the order of events is kept;
+* ``"gru"``: three strided convolutions, then a one-layer GRU over time;
+* ``"paper"``: the MMBind paper's conv + GRU encoders (:mod:`mmbind.binding.paper_encoders`),
+  2-D convolutions over (time, axes) for one-point sensors and 3-D convolutions over (time,
+  points, axes) for the skeleton, a 2-layer GRU over the 16 feature maps, BatchNorm and dropout
+  (Ouyang et al., "MMBind", SenSys 2025; nesl/multimodal-bind ``single_modality.py``).
+
+Normalisation is GroupNorm by default (no running statistics, so averaging a state_dict never
+mixes batch statistics of different nodes) or BatchNorm.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -22,15 +29,19 @@ from torch import Tensor, nn
 from mmbind.errors import ConfigError, DataError, ShapeError
 from mmbind.modalities import get_modality
 
-__all__ = ["SensorEncoder", "check_window_batch", "count_parameters"]
+__all__ = [
+    "ARCHITECTURES",
+    "EncoderSpec",
+    "SensorEncoder",
+    "build_encoder",
+    "check_window_batch",
+    "count_parameters",
+]
 
 _GROUPS = 8
 _LONG_WINDOW = 80  # windows at least this long get a strided first convolution
 
-#: Default architecture (``"gru"``: conv + GRU as the paper; ``"conv"``: temporal convolutions
-#: and pooling) and normalisation (``"group"`` or ``"batch"``) of every ``SensorEncoder`` built
-#: without explicit ``arch``/``norm``. Module-level so that every node and the coordinator,
-#: which build encoders as ``SensorEncoder(modality, embed_dim)``, agree.
+#: Defaults of a ``SensorEncoder`` built without explicit ``arch``/``norm``/``hidden``.
 DEFAULT_ARCH = "conv"
 DEFAULT_NORM = "group"
 DEFAULT_HIDDEN = 64
@@ -71,10 +82,13 @@ class SensorEncoder(nn.Module):
     max over time and a linear map to the embedding. ``arch="gru"``: ``Conv1d(C, h, 5, stride
     s) - Conv1d(h, h, 5, stride 2) - Conv1d(h, h, 3, stride 2)`` with norm and ReLU, a GRU with
     ``h`` hidden units over the 15 or 10 remaining steps and a linear map of its last hidden
-    state. ``s = 2`` for long windows (``T >= 80``: the 120-sample IMU windows) and ``s = 1``
+    state. ``arch="tconv"``: the convolutions of ``"conv"`` with the last one strided by 2,
+    then the ``h x T'`` feature map flattened (time order kept) and mapped linearly.
+    ``s = 2`` for long windows (``T >= 80``: the 120-sample IMU windows) and ``s = 1``
     otherwise (the 40-frame skeleton); for the skeleton the first convolution mixes all 60
     joint channels. With the defaults (``h = 64``): about 71k parameters for the IMU
-    modalities and 90k for the skeleton (conv), 68k and 86k (gru).
+    modalities and 90k for the skeleton (conv), 68k and 86k (gru). Dropout, if any, acts on
+    the features before the last linear map.
 
     Inputs are expected in the units of the registry, standardised per channel by the caller.
 
@@ -87,10 +101,12 @@ class SensorEncoder(nn.Module):
     hidden : int, optional
         Channels of the convolutions (and GRU units); a multiple of 8. Default
         :data:`DEFAULT_HIDDEN`.
-    arch : {"conv", "gru"}, optional
+    arch : {"conv", "tconv", "gru"}, optional
         Default :data:`DEFAULT_ARCH`.
     norm : {"group", "batch"}, optional
         GroupNorm (8 groups) or BatchNorm; default :data:`DEFAULT_NORM`.
+    dropout : float
+        Dropout probability on the pooled / flattened features, in ``[0, 1)``.
 
     Raises
     ------
@@ -109,6 +125,7 @@ class SensorEncoder(nn.Module):
         *,
         arch: str | None = None,
         norm: str | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         spec = get_modality(modality)
@@ -119,8 +136,9 @@ class SensorEncoder(nn.Module):
         _check_positive_int("hidden", hidden)
         if hidden % _GROUPS:
             raise ConfigError(f"hidden must be a multiple of {_GROUPS}; got {hidden}")
-        if arch not in ("gru", "conv"):
-            raise ConfigError(f"arch must be 'gru' or 'conv'; got {arch!r}")
+        if arch not in ("gru", "conv", "tconv"):
+            raise ConfigError(f"arch must be 'gru', 'conv' or 'tconv'; got {arch!r}")
+        _check_dropout(dropout)
         if norm not in ("group", "batch"):
             raise ConfigError(f"norm must be 'group' or 'batch'; got {norm!r}")
         self.modality: str = spec.name
@@ -130,6 +148,7 @@ class SensorEncoder(nn.Module):
         self.hidden: int = hidden
         self.arch: str = arch
         self.norm: str = norm
+        self.drop = nn.Dropout(dropout)
 
         def block(c_in: int, c_out: int, k: int, stride: int) -> list[nn.Module]:
             layer = nn.GroupNorm(_GROUPS, c_out) if norm == "group" else nn.BatchNorm1d(c_out)
@@ -144,6 +163,18 @@ class SensorEncoder(nn.Module):
             )
             self.gru: nn.GRU | None = nn.GRU(hidden, hidden, batch_first=True)
             self.out = nn.Linear(hidden, embed_dim)
+        elif arch == "tconv":
+            self.conv = nn.Sequential(
+                *block(spec.channels, hidden, 5, 1),
+                *block(hidden, hidden, 5, first_stride),
+                *block(hidden, hidden, 5, 2),
+                *block(hidden, hidden, 3, 2),
+            )
+            self.gru = None
+            steps = spec.window
+            for stride in (1, first_stride, 2, 2):
+                steps = (steps - 1) // stride + 1
+            self.out = nn.Linear(hidden * steps, embed_dim)
         else:
             self.conv = nn.Sequential(
                 *block(spec.channels, hidden, 5, 1),
@@ -177,11 +208,81 @@ class SensorEncoder(nn.Module):
         h = self.conv(x.transpose(1, 2))  # (B, hidden, T')
         if self.gru is not None:
             _, last = self.gru(h.transpose(1, 2).contiguous())  # last: (1, B, hidden)
-            out: Tensor = self.out(last[-1])
+            out: Tensor = self.out(self.drop(last[-1]))
             return out
+        if self.arch == "tconv":
+            return self.out(self.drop(h.flatten(1)))  # type: ignore[no-any-return]
         pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
-        out = self.out(pooled)
+        out = self.out(self.drop(pooled))
         return out
+
+
+def _check_dropout(p: float) -> None:
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p < 1.0:
+        raise ConfigError(f"dropout must be a number in [0, 1); got {p!r}")
+
+
+ARCHITECTURES: tuple[str, ...] = ("conv", "tconv", "gru", "paper")
+"""Encoder architectures :func:`build_encoder` knows."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How a model's encoders are built; every node and the coordinator build the same.
+
+    Attributes
+    ----------
+    arch : str
+        One of :data:`ARCHITECTURES`.
+    embed_dim : int
+        Output size of every encoder.
+    dropout : float
+        Dropout probability inside the encoder (the paper's: 0.5), in ``[0, 1)``.
+    norm : {"group", "batch"} or None
+        Normalisation layers; None: the architecture's default (``"batch"`` for ``"paper"``,
+        ``"group"`` otherwise).
+    """
+
+    arch: str = "conv"
+    embed_dim: int = 128
+    dropout: float = 0.0
+    norm: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown encoder {self.arch!r}; valid encoders are: {', '.join(ARCHITECTURES)}"
+            )
+        _check_positive_int("embed_dim", self.embed_dim)
+        _check_dropout(self.dropout)
+        if self.norm not in (None, "group", "batch"):
+            raise ConfigError(f"norm must be 'group' or 'batch'; got {self.norm!r}")
+
+
+def build_encoder(modality: str, spec: EncoderSpec | None = None) -> nn.Module:
+    """The encoder of ``modality`` that ``spec`` describes (default: ``EncoderSpec()``).
+
+    Returns
+    -------
+    nn.Module
+        Maps ``(B, T, C)`` to ``(B, spec.embed_dim)``; has ``modality``, ``window``,
+        ``channels`` and ``embed_dim`` attributes.
+
+    Raises
+    ------
+    UnknownModalityError, ConfigError
+        On an unknown modality or an invalid spec.
+    """
+    spec = spec or EncoderSpec()
+    if spec.arch == "paper":
+        from mmbind.binding.paper_encoders import PaperEncoder
+
+        return PaperEncoder(
+            modality, spec.embed_dim, dropout=spec.dropout, norm=spec.norm or "batch"
+        )
+    return SensorEncoder(
+        modality, spec.embed_dim, arch=spec.arch, norm=spec.norm or "group", dropout=spec.dropout
+    )
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmbind.binding.encoders import SensorEncoder
+from mmbind.binding.encoders import EncoderSpec, build_encoder
 from mmbind.errors import ConfigError, ShapeError, UnknownModalityError
 from mmbind.modalities import REGISTRY, parse_modalities
 
@@ -45,6 +45,9 @@ class FusionModel(nn.Module):
         Append the missing-modality mask (1 where a modality is present) to the features,
         so the classifier knows which blocks are zero-filled (the MPM baseline of the
         MMBind paper's Table 3).
+    encoder : EncoderSpec, optional
+        How the encoders are built (:func:`~mmbind.binding.encoders.build_encoder`); its
+        ``embed_dim`` is replaced by ``embed_dim``. Default: ``EncoderSpec()``.
 
     Raises
     ------
@@ -62,6 +65,7 @@ class FusionModel(nn.Module):
         num_classes: int | None = None,
         *,
         mask_vector: bool = False,
+        encoder: EncoderSpec | None = None,
     ) -> None:
         super().__init__()
         if isinstance(modalities, str):
@@ -76,8 +80,12 @@ class FusionModel(nn.Module):
         self.proj_dim: int = proj_dim
         self.num_classes: int | None = num_classes
         self.mask_vector: bool = bool(mask_vector)
+        base = encoder or EncoderSpec()
+        self.encoder_spec: EncoderSpec = EncoderSpec(
+            base.arch, embed_dim, dropout=base.dropout, norm=base.norm
+        )
         self.encoders = nn.ModuleDict(
-            {m: SensorEncoder(m, embed_dim=embed_dim) for m in self.modalities}
+            {m: build_encoder(m, self.encoder_spec) for m in self.modalities}
         )
         self.heads = nn.ModuleDict(
             {

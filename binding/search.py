@@ -14,9 +14,10 @@ Exactness and ties
 Every similarity is a float32 inner product computed by BLAS. The result is the exact top-k
 under the total order "higher similarity first, then lower index": a key with the same similarity
 as another never displaces one with a lower index, whatever the block sizes, the thread count or
-the order in which tiles are processed. (Two different BLAS kernels may round one inner product
-differently in the last bit; exact ties therefore need exactly representable inputs, as in the
-tests, or identical rows.)
+the order in which tiles are processed. Ties are between *computed* similarities: a BLAS may
+round the product of one pair differently in the last bit depending on where the rows fall in
+its blocking (edge kernels), so two identical key rows are not guaranteed to score bit-identically;
+exact ties need inputs whose products are exact in float32 (as in the tests).
 
 Threads
 -------

@@ -20,6 +20,7 @@ from mmbind.errors import ConfigError, DataError, ShapeError
 
 __all__ = [
     "WEIGHTINGS",
+    "LogWeighting",
     "PowerWeighting",
     "SimilarityWeighting",
     "SoftmaxWeighting",
@@ -137,6 +138,23 @@ class SoftmaxWeighting:
 
 
 @dataclass(frozen=True)
+class LogWeighting:
+    """The paper code's mapping: ``clip(log(s) / 2 + 1, 0, 1)``.
+
+    nesl/multimodal-bind (``main_mmbind_3_incomplete_contrastive_weighted.py``) weighs each
+    bound tuple by ``log(s) / 2 + 1`` of its similarity ``s``: 1 at ``s = 1``, 0.5 at
+    ``s = e^-1``, 0 at ``s = e^-2`` and below (clipped here, so weights stay in ``[0, 1]``).
+    """
+
+    def __call__(self, similarity: NDArray[np.floating]) -> NDArray[np.float32]:
+        """Weights ``clip(log(s) / 2 + 1, 0, 1)``, 0 where ``s <= e^-2``; shape ``(P,)``."""
+        s = _check_similarity(similarity).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.log(np.clip(s, 1e-12, 1.0)) / 2.0 + 1.0
+        return np.clip(w, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
 class UniformWeighting:
     """Every binding weighs 1 (no binding-quality weighting; an ablation)."""
 
@@ -147,6 +165,7 @@ class UniformWeighting:
 
 WEIGHTINGS: dict[str, type[Any]] = {
     "similarity": SimilarityWeighting,
+    "log": LogWeighting,
     "power": PowerWeighting,
     "threshold": ThresholdWeighting,
     "softmax": SoftmaxWeighting,
@@ -160,8 +179,8 @@ def get_weighting(name: str, **params: Any) -> Weighting:
     Parameters
     ----------
     name : str
-        One of ``"similarity"``, ``"power"`` (``p``), ``"threshold"`` (``threshold``),
-        ``"softmax"`` (``temperature``), ``"uniform"``.
+        One of ``"similarity"``, ``"log"`` (the paper code's), ``"power"`` (``p``),
+        ``"threshold"`` (``threshold``), ``"softmax"`` (``temperature``), ``"uniform"``.
     **params
         The weighting's parameters.
 

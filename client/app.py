@@ -52,6 +52,7 @@ class _Request:
             self.config.proj_dim,
             self.node.data.num_classes,
             mask_vector=mask,
+            encoder=self.config.encoder_spec(),
         )
         model.load_state_dict(wire.record_to_state(record))
         return model

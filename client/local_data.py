@@ -15,7 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from mmbind.client.data.dataset import MultimodalDataset
-from mmbind.client.data.partition import NodePlan, node_dataset, plan_nodes
+from mmbind.client.data.partition import (
+    NodePlan,
+    node_dataset,
+    plan_protocol,
+    protocol_subjects,
+)
 from mmbind.client.data.synthetic import make_synthetic
 from mmbind.client.data.utd_mhad import load_utd_mhad
 from mmbind.client.node import LocalNode
@@ -31,6 +36,7 @@ SUBJECTS = tuple(range(1, 9))
 
 def load_dataset(config: RunConfig) -> MultimodalDataset:
     """The whole dataset of a simulated federation (each node then keeps its own share)."""
+    subjects = protocol_subjects(config.protocol, SUBJECTS)
     if config.dataset == "synthetic":
         return make_synthetic(
             num_classes=config.synthetic_classes,
@@ -44,12 +50,15 @@ def load_dataset(config: RunConfig) -> MultimodalDataset:
             "dataset 'utd-mhad' needs a data directory: pass --data-dir DIR "
             "(the folder holding Inertial/ and Skeleton/)"
         )
-    return load_utd_mhad(Path(config.data_dir), modalities=ALL_MODALITIES)
+    return load_utd_mhad(Path(config.data_dir), subjects=subjects, modalities=ALL_MODALITIES)
 
 
 def simulation_plan(config: RunConfig) -> list[NodePlan]:
-    """The node layout of a simulated federation: the paper's roles x ``nodes_per_role``."""
-    return plan_nodes(SUBJECTS, split=config.split, nodes_per_role=config.nodes_per_role)
+    """The node layout of a simulated federation: the paper's roles x ``nodes_per_role``,
+    subjects assigned by the run's protocol and split."""
+    return plan_protocol(
+        config.protocol, SUBJECTS, split=config.split, nodes_per_role=config.nodes_per_role
+    )
 
 
 def _plan_node(config: RunConfig, plan: NodePlan, full: MultimodalDataset) -> LocalNode:

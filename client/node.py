@@ -17,7 +17,6 @@ import torch
 from numpy.typing import NDArray
 
 from mmbind.binding.autoencoder import Autoencoder
-from mmbind.binding.encoders import SensorEncoder
 from mmbind.binding.fusion import FusionModel
 from mmbind.binding.search import l2_normalize
 from mmbind.binding.training import (
@@ -174,7 +173,7 @@ class LocalNode:
         for m in self.modalities:
             if m not in states:
                 continue
-            ae = Autoencoder(SensorEncoder(m, cfg.embed_dim))
+            ae = Autoencoder.build(m, cfg.encoder_spec())
             ae.load_state_dict(states[m])
             x = self.tensor(m)
             loss = pretrain_autoencoder(
@@ -216,7 +215,13 @@ class LocalNode:
         def project(batch: torch.Tensor) -> torch.Tensor:
             return model.embed(modality, batch)
 
-        return np.asarray(embed_all(project, sel, batch_size=256), dtype=np.float32)
+        # Eval mode: partner views must not carry dropout noise or batch statistics.
+        was_training = model.training
+        model.eval()
+        try:
+            return np.asarray(embed_all(project, sel, batch_size=256), dtype=np.float32)
+        finally:
+            model.train(was_training)
 
     # ------------------------------------------------------------ phase 5
     def align(

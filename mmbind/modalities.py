@@ -3,6 +3,10 @@
 Every window is a float32 array of shape ``(window, channels)``: time first, then
 channels. The skeleton's 20 joints x 3 coordinates are flattened joint-major
 (``channel = 3 * joint + axis``), so all modalities share one layout.
+
+A modality's geometry says how its channels relate: ``points`` sensing points (one for an
+IMU, 20 joints for a skeleton) of ``channels // points`` axes each, point-major. Normalisation
+schemes use it (:func:`normalization_groups`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ class Modality:
         40 skeleton frames, Ouyang et al. 2025, Sec. 5.1).
     unit : str
         Physical unit of the raw values.
+    points : int
+        Sensing points, each contributing ``channels // points`` axes, point-major
+        (``channel = axes * point + axis``): 1 for a vector sensor such as an IMU's
+        accelerometer, 20 joints for the skeleton.
     """
 
     name: str
@@ -37,6 +45,19 @@ class Modality:
     rate_hz: float
     window: int
     unit: str
+    points: int = 1
+
+    def __post_init__(self) -> None:
+        if self.points < 1 or self.channels % self.points:
+            raise UnknownModalityError(
+                f"modality {self.name!r}: {self.channels} channels cannot be split into "
+                f"{self.points} points of equal size"
+            )
+
+    @property
+    def axes(self) -> int:
+        """Axes per sensing point (3 for an IMU and for skeleton joints)."""
+        return self.channels // self.points
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -52,7 +73,7 @@ REGISTRY: dict[str, Modality] = {
         Modality("acc", 3, 50.0, 120, "g"),
         Modality("gyro", 3, 50.0, 120, "deg/s"),
         Modality("mag", 3, 50.0, 120, "uT"),
-        Modality("skeleton", SKELETON_JOINTS * 3, 30.0, 40, "m"),
+        Modality("skeleton", SKELETON_JOINTS * 3, 30.0, 40, "m", points=SKELETON_JOINTS),
     )
 }
 
@@ -72,6 +93,41 @@ def get_modality(name: str) -> Modality:
         raise UnknownModalityError(
             f"unknown modality {name!r}; valid modalities are: {valid}"
         ) from None
+
+
+NORMALIZATIONS: tuple[str, ...] = ("channel", "axis", "modality")
+"""Normalisation schemes: which channels share one mean and standard deviation."""
+
+
+def normalization_groups(modality: Modality, scheme: str) -> list[list[int]]:
+    """The channel groups that share one mean and std under a normalisation ``scheme``.
+
+    * ``"channel"``: every channel on its own;
+    * ``"axis"``: by the modality's geometry, as the MMBind paper's code normalises UTD-MHAD
+      (Ouyang et al., SenSys 2025, nesl/multimodal-bind ``data_pre.py``): the axes of a
+      one-point sensor share one scale (acc x, y and z together, so the direction of gravity
+      survives), and each axis of a multi-point sensor is pooled over its points (skeleton x
+      over the 20 joints, then y, then z, so the body's shape survives);
+    * ``"modality"``: all channels of the modality together.
+
+    Raises
+    ------
+    ConfigError
+        ``scheme`` is not one of :data:`NORMALIZATIONS`.
+    """
+    from mmbind.errors import ConfigError
+
+    c = modality.channels
+    if scheme == "channel":
+        return [[i] for i in range(c)]
+    if scheme == "modality" or (scheme == "axis" and modality.points == 1):
+        return [list(range(c))]
+    if scheme == "axis":
+        a = modality.axes
+        return [list(range(axis, c, a)) for axis in range(a)]
+    raise ConfigError(
+        f"unknown normalization {scheme!r}; valid schemes are: {', '.join(NORMALIZATIONS)}"
+    )
 
 
 def parse_modalities(spec: str | Iterable[str]) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from CLI arguments. The ServerApp and every ClientApp build it from the same
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -18,9 +18,10 @@ from mmbind.errors import ConfigError
 from mmbind.methods import ALL_METHODS, DEFAULT_METHODS, Method
 from mmbind.modalities import parse_modalities
 
+if TYPE_CHECKING:
+    from mmbind.binding.encoders import EncoderSpec
+
 METHODS = DEFAULT_METHODS
-NUM_SPLITS = 4
-"""Subject splits: rotations of the paper's four roles' subject groups (split 4 = split 0)."""
 
 
 class RunConfig(BaseModel):
@@ -31,7 +32,12 @@ class RunConfig(BaseModel):
     dataset: Literal["synthetic", "utd-mhad"] = "synthetic"
     data_dir: str = ""
     seed: int = Field(0, ge=0)
-    split: int = Field(0, description=f"subject split, 0..{NUM_SPLITS - 1}")
+    protocol: Literal["paper", "dev-loso"] = Field(
+        "paper",
+        description="subject layout: the paper's 2/2/2/2 rotation (split 0..3) or the "
+        "leave-one-subject-out development protocol over subjects 1-6 (split = fold 0..5)",
+    )
+    split: int = Field(0, ge=0)
     nodes_per_role: int = Field(1, ge=1, le=16)
     shared_modality: str = "acc"
     binding: Literal["modality", "label"] = "modality"
@@ -40,6 +46,13 @@ class RunConfig(BaseModel):
         (),
         description="more label budgets, each fine-tuned and evaluated from the same aligned "
         "models (results under label_budgets)",
+    )
+    encoder: Literal["conv", "tconv", "gru", "paper"] = Field(
+        "conv", description="encoder architecture (mmbind.binding.encoders)"
+    )
+    encoder_dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside the encoders")
+    encoder_norm: Literal["default", "group", "batch"] = Field(
+        "default", description="encoder normalisation layers (default: the architecture's)"
     )
     embed_dim: int = Field(128, ge=8, le=2048)
     proj_dim: int = Field(128, ge=8, le=2048)
@@ -57,10 +70,20 @@ class RunConfig(BaseModel):
     align_lr: float = Field(1e-3, gt=0, lt=1, description="contrastive alignment learning rate")
     finetune_lr: float = Field(3e-4, gt=0, lt=1, description="fine-tuning learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (align, fine-tune)")
+    align_init: Literal["autoencoder", "random"] = Field(
+        "autoencoder",
+        description="encoders the alignment starts from: the pretrained autoencoders' or "
+        "fresh ones (binding always uses the autoencoders)",
+    )
     align_augment: float = Field(0.0, ge=0, description="jitter/scaling strength in alignment")
     finetune_augment: float = Field(0.0, ge=0, description="jitter/scaling in fine-tuning")
     encoder_lr_scale: float = Field(
         0.3, ge=0, description="encoders' fine-tuning lr relative to the classifier's; 0 freezes"
+    )
+    normalization: Literal["channel", "axis", "modality"] = Field(
+        "channel",
+        description="which channels share one mean/std: each channel, the modality's geometry "
+        "(IMU axes together, skeleton per axis over joints, as the paper), or all",
     )
     binding_standardize: bool = Field(
         True, description="standardise shared-modality embeddings per node before binding"
@@ -84,16 +107,6 @@ class RunConfig(BaseModel):
     @classmethod
     def _known_modality(cls, value: str) -> str:
         return parse_modalities(value)[0]
-
-    @field_validator("split")
-    @classmethod
-    def _known_split(cls, value: int) -> int:
-        if not 0 <= value < NUM_SPLITS:
-            raise ValueError(
-                f"splits are 0..{NUM_SPLITS - 1} (rotations of the {NUM_SPLITS} roles' subject "
-                f"groups; split {NUM_SPLITS} would repeat split 0)"
-            )
-        return value
 
     @field_validator("weighting")
     @classmethod
@@ -127,6 +140,13 @@ class RunConfig(BaseModel):
         if any(b < 0 for b in value):
             raise ValueError("label budgets must be >= 0 (0 = every labelled sample)")
         return tuple(dict.fromkeys(value))
+
+    def encoder_spec(self) -> EncoderSpec:
+        """How every node and the coordinator build this run's encoders."""
+        from mmbind.binding.encoders import EncoderSpec
+
+        norm = None if self.encoder_norm == "default" else self.encoder_norm
+        return EncoderSpec(self.encoder, self.embed_dim, self.encoder_dropout, norm)
 
     @classmethod
     def from_flower(cls, user_config: Mapping[str, Any]) -> RunConfig:

@@ -8,8 +8,9 @@ with no Flower and no FedAvg, so that the cost of federation is a measured numbe
 
 How each phase is pooled
 ------------------------
-1. Normalisation: per-channel moments merged over every training node (what the federated
-   manifest phase computes), installed on every node.
+1. Normalisation: per-channel moments merged over every training node and pooled by the run's
+   ``normalization`` scheme (:func:`~mmbind.client.data.normalization.merge_normalization`, as
+   the federated manifest phase does), installed on every node.
 2. Pretraining: one autoencoder per modality trained on the concatenation of every training
    node's windows of that modality; ``pretrain_rounds`` calls of ``pretrain_epochs`` epochs each
    (seed ``seed * 1000 + round``, a fresh Adam per round, as in a federated round).
@@ -50,12 +51,11 @@ import torch
 from numpy.typing import NDArray
 
 from mmbind.binding.autoencoder import Autoencoder
-from mmbind.binding.encoders import SensorEncoder
 from mmbind.binding.fusion import FusionModel
 from mmbind.binding.training import align, pretrain_autoencoder
 from mmbind.binding.weights import get_weighting
 from mmbind.client.data.dataset import MultimodalDataset
-from mmbind.client.data.normalization import ChannelMoments
+from mmbind.client.data.normalization import ChannelMoments, merge_normalization
 from mmbind.client.local_data import simulated_nodes
 from mmbind.client.node import LocalNode, PartnerView
 from mmbind.errors import DataError
@@ -145,10 +145,7 @@ def normalised_nodes(config: RunConfig) -> tuple[list[LocalNode], Stats]:
         if n.trains:
             for m, mo in n.manifest()[1].items():
                 moments[m].append(mo)
-    stats: Stats = {}
-    for m, parts in moments.items():
-        merged = ChannelMoments.sum(parts)
-        stats[m] = (merged.mean.astype(np.float32), merged.std.astype(np.float32))
+    stats: Stats = merge_normalization(moments, config.normalization)
     for n in nodes:
         n.set_normalization(stats)
     return nodes, stats
@@ -209,7 +206,7 @@ def pretrain_pooled(
     modalities = model_modalities(_manifests(nodes))
     train = [n for n in nodes if n.trains]
     torch.manual_seed(cfg.seed)
-    aes = {m: Autoencoder(SensorEncoder(m, cfg.embed_dim)) for m in modalities}
+    aes = {m: Autoencoder.build(m, cfg.encoder_spec()) for m in modalities}
     pooled = {
         m: torch.cat([n.tensor(m) for n in train if m in n.modalities]) for m in modalities
     }  # (N_m, T, C) per modality, N_m = samples of the training nodes holding m
@@ -228,7 +225,13 @@ def pretrain_pooled(
                 history[f"{LABEL}.pretrain.{m}"].append(float(loss))
     report(f"{LABEL}: pretrain", cfg.pretrain_rounds, cfg.pretrain_rounds)
     torch.manual_seed(cfg.seed * 1000)
-    model = FusionModel(modalities, cfg.embed_dim, cfg.proj_dim, int(nodes[0].data.num_classes))
+    model = FusionModel(
+        modalities,
+        cfg.embed_dim,
+        cfg.proj_dim,
+        int(nodes[0].data.num_classes),
+        encoder=cfg.encoder_spec(),
+    )
     for m in modalities:
         model.encoders[m].load_state_dict(aes[m].encoder.state_dict())
     return model
@@ -490,6 +493,15 @@ def run_centralised(config: RunConfig, *, progress: Progress | None = None) -> d
     report(f"{LABEL}: binding", 0, 1)
     bindings, binding = bind_nodes(nodes, model, config)
     report(f"{LABEL}: binding", 1, 1)
+    if config.align_init == "random":  # the autoencoders served the binding only
+        torch.manual_seed(config.seed * 1000)
+        model = FusionModel(
+            model.modalities,
+            config.embed_dim,
+            config.proj_dim,
+            model.num_classes,
+            encoder=config.encoder_spec(),
+        )
     _align_pooled(nodes, model, bindings, config, history=history, progress=report)
     report(f"{LABEL}: fine-tune", 0, 1)
     history[f"{LABEL}.finetune.loss"].append(_finetune_pooled(nodes, model, config, stats))

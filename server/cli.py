@@ -131,13 +131,19 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
         seeds=args.seeds,
         nodes_per_role=args.nodes_per_role,
         overrides=_parse_overrides(args.config or []),
+        protocol=args.protocol,
     )
     num_cpus = settings.num_cpus if args.num_cpus is None else args.num_cpus
     # results.json there is the grid's aggregate, rewritten by every invocation (resumable).
     output = writable_folder(args.output, "--output")
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
-    kwargs: dict[str, Any] = {"num_cpus": num_cpus, "fresh": args.fresh, "progress": progress}
+    kwargs: dict[str, Any] = {
+        "num_cpus": num_cpus,
+        "fresh": args.fresh,
+        "progress": progress,
+        "compare": args.compare or None,
+    }
     if bar is not None:
         with bar:
             outcome = run_experiment(grid, output, **kwargs)
@@ -336,7 +342,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of labelled samples per labelled node; the first is the headline "
         "(216 = all of C's samples on UTD-MHAD)",
     )
-    exp.add_argument("--splits", type=int, default=1, help="subject splits 0..K-1 (K <= 4)")
+    exp.add_argument(
+        "--protocol",
+        choices=["paper", "dev-loso"],
+        default="paper",
+        help="subject layout: the paper's 2/2/2/2 roles rotated by --splits (<= 4), or "
+        "dev-loso: leave one of subjects 1-6 out per split (<= 6; subjects 7, 8 never "
+        "loaded) to choose recipes on",
+    )
+    exp.add_argument(
+        "--splits", type=int, default=1, help="subject splits 0..K-1 (paper: K <= 4, dev-loso: 6)"
+    )
+    exp.add_argument(
+        "--compare",
+        default="",
+        metavar="DIR",
+        help="another experiment folder (e.g. the default recipe on the same grid): report "
+        "each method's paired differences on the cells both ran",
+    )
     exp.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
     exp.add_argument(
         "--nodes-per-role", default="1", help="comma list, e.g. 1,2,4 (the first is the headline)"

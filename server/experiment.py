@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmbind.client.data.partition import protocol_folds
 from mmbind.errors import ConfigError, DataError
 from mmbind.methods import ALL_METHODS, CENTRALISED, REPORT_ORDER, TITLES
 from mmbind.run_config import METHODS as RUN_CONFIG_METHODS
@@ -65,6 +66,7 @@ __all__ = [
     "Grid",
     "aggregate",
     "available_methods",
+    "compare_cells",
     "default_methods",
     "run_experiment",
 ]
@@ -141,9 +143,13 @@ _GRID_OWNED = {
     "label_budget": "--label-budgets",
     "label_budgets": "--label-budgets",
     "methods": "--methods",
+    "protocol": "--protocol",
 }
-#: Subject splits rotate the four roles' subject groups; split 4 repeats split 0.
-MAX_SPLITS = 4
+#: What the splits of each protocol are.
+PROTOCOL_SPLITS = {
+    "paper": "rotations of the four roles' subject groups; split 4 would repeat split 0",
+    "dev-loso": "each of subjects 1-6 as the test subject",
+}
 
 
 def federated_methods_known() -> tuple[str, ...]:
@@ -294,6 +300,10 @@ class Grid:
         Nodes-per-role values; the first is the headline one.
     overrides : Mapping[str, Any]
         Further run-config values (the recipe), snake_case keys.
+    protocol : str
+        Subject layout (:data:`~mmbind.client.data.partition.PROTOCOLS`): ``"paper"`` (splits
+        rotate the paper's 2/2/2/2 groups) or ``"dev-loso"`` (split ``k``: subject ``k + 1``
+        of 1-6 is the test subject; recipes are chosen here, never on subjects 7 and 8).
     """
 
     dataset: str = "synthetic"
@@ -304,6 +314,7 @@ class Grid:
     seeds: int = 1
     nodes_per_role: tuple[int, ...] = (1,)
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    protocol: str = "paper"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", parse_methods(self.methods))
@@ -316,10 +327,11 @@ class Grid:
         for name, value in (("splits", self.splits), ("seeds", self.seeds)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--{name} must be an integer >= 1, got {value!r}")
-        if self.splits > MAX_SPLITS:
+        folds = protocol_folds(self.protocol)
+        if self.splits > folds:
             raise ConfigError(
-                f"--splits {self.splits}: the {MAX_SPLITS} roles' subject groups rotate, so "
-                f"split {MAX_SPLITS} repeats split 0; use --splits <= {MAX_SPLITS}"
+                f"--splits {self.splits}: protocol {self.protocol!r} has {folds} splits "
+                f"({PROTOCOL_SPLITS[self.protocol]}); use --splits <= {folds}"
             )
         owned = sorted(k for k in self.overrides if k in _GRID_OWNED)
         if owned:
@@ -370,6 +382,7 @@ class Grid:
             "seed": cell.seed,
             "split": cell.split,
             "nodes_per_role": cell.nodes_per_role,
+            "protocol": self.protocol,
             "label_budget": cell.label_budget,
             "label_budgets": tuple(budgets),
             "methods": run_methods,
@@ -384,6 +397,7 @@ class Grid:
         """The grid spec for results.json."""
         return {
             "dataset": self.dataset,
+            "protocol": self.protocol,
             "methods": list(self.methods),
             "label_budgets": list(self.label_budgets),
             "splits": list(range(self.splits)),
@@ -631,6 +645,7 @@ def run_experiment(
     simulate_fn: SimulateFn | None = None,
     centralised_fn: CentralisedFn | None = None,
     report: bool = True,
+    compare: str | Path | None = None,
 ) -> ExperimentOutcome:
     """Run the grid's missing cells, then write ``results.json`` and the report.
 
@@ -651,6 +666,9 @@ def run_experiment(
         ``run_centralised`` (tests).
     report : bool
         Write ``report.md`` and its figures.
+    compare : str or Path, optional
+        Another experiment folder: results.json gets ``comparison``, the paired
+        differences of every method on the cells both share (:func:`compare_cells`).
 
     Returns
     -------
@@ -665,6 +683,12 @@ def run_experiment(
     """
     folder = Path(output)
     started = time.perf_counter()
+    baseline = None if compare is None else Path(compare)
+    if baseline is not None and not (baseline / "cells").is_dir():
+        raise DataError(
+            f"--compare {baseline}: not an experiment folder (no cells/ inside); give the "
+            "--output folder of another mmbind experiment"
+        )
     cells = grid.cells()
     recipe = grid.recipe()
 
@@ -723,6 +747,8 @@ def run_experiment(
     docs = [recorded[cell] or {} for cell, _, _ in plan]
 
     results = aggregate(grid, docs)
+    if baseline is not None:
+        results["comparison"] = compare_cells(docs, baseline, grid.methods)
     results["elapsed_seconds"] = round(time.perf_counter() - started, 3)
     results["cells_run"] = list(ran)
     path = write_json_atomic(results, folder / "results.json")
@@ -731,6 +757,89 @@ def run_experiment(
 
         write_report(results, docs, folder)
     return ExperimentOutcome(results=results, cells=docs, ran=ran, reused=reused, path=path)
+
+
+# ---------------------------------------------------------------- comparison
+def compare_cells(
+    docs: Sequence[Mapping[str, Any]], baseline: Path, methods: Sequence[str]
+) -> dict[str, Any]:
+    """Paired differences of each method against another experiment's cells (same keys).
+
+    Recipes are told apart by runs on the same cells (split x seed x budget x nodes per role):
+    one test subject carries several points of sampling noise, which pairing removes.
+
+    Parameters
+    ----------
+    docs : sequence of dict
+        This experiment's cell documents (each with ``cell`` and ``methods``).
+    baseline : Path
+        Another experiment folder (its ``cells/*.json``), e.g. the current default recipe.
+    methods : sequence of str
+        The methods to compare.
+
+    Returns
+    -------
+    dict
+        ``against`` (the folder), ``recipe_differences`` (``key: baseline -> this``) and, per
+        method, for ``accuracy`` and ``macro_f1``: ``mean`` and ``std`` of the differences
+        (this minus baseline), ``wins``/``losses``/``ties`` and ``runs`` (shared cells),
+        with both sides' means over those cells.
+
+    Raises
+    ------
+    DataError
+        ``baseline`` has no cell files.
+    """
+    files = sorted((baseline / "cells").glob("*.json"))
+    if not files:
+        raise DataError(
+            f"--compare {baseline}: no cell files under {baseline / 'cells'}; give the folder "
+            "of another mmbind experiment"
+        )
+    theirs: dict[str, Mapping[str, Any]] = {}
+    recipe: Mapping[str, Any] = {}
+    for path in files:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"--compare: cell file {path} is corrupt ({exc})") from None
+        key = doc.get("cell", {}).get("key")
+        if key:
+            theirs[key] = doc
+            recipe = doc.get("recipe", recipe)
+    ours_recipe: Mapping[str, Any] = next((d["recipe"] for d in docs if d.get("recipe")), {})
+    out: dict[str, Any] = {
+        "against": str(baseline),
+        "recipe_differences": recipe_mismatch(recipe, ours_recipe),
+        "methods": {},
+    }
+    for name in order_methods(methods):
+        entry: dict[str, Any] = {}
+        for metric in ("accuracy", "macro_f1"):
+            pairs = [
+                (float(d["methods"][name][metric]), float(other["methods"][name][metric]))
+                for d in docs
+                if name in d.get("methods", {})
+                and (other := theirs.get(d.get("cell", {}).get("key", ""))) is not None
+                and name in other.get("methods", {})
+            ]
+            if not pairs:
+                continue
+            diffs = [a - b for a, b in pairs]
+            mean, std, n = summarise(diffs)
+            entry[metric] = {
+                "mean": mean,
+                "std": std,
+                "runs": n,
+                "wins": sum(x > 0 for x in diffs),
+                "losses": sum(x < 0 for x in diffs),
+                "ties": sum(x == 0 for x in diffs),
+                "this": summarise([a for a, _ in pairs])[0],
+                "baseline": summarise([b for _, b in pairs])[0],
+            }
+        if entry:
+            out["methods"][name] = entry
+    return out
 
 
 # ---------------------------------------------------------------- aggregation

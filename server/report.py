@@ -354,8 +354,49 @@ def _figure(name: str, notes: Mapping[str, str], caption: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------- report
+def _comparison(results: Mapping[str, Any]) -> list[str]:
+    comparison = results.get("comparison")
+    if not comparison:
+        return []
+    lines = [
+        "## Against another recipe",
+        "",
+        f"Paired differences (this experiment minus `{comparison.get('against')}`) over the "
+        "cells both ran (same split, seed, label budget and nodes per role). Wins / losses / "
+        "ties count the cells. Recipe differences: "
+        + ("; ".join(f"`{d}`" for d in comparison.get("recipe_differences", [])) or "none")
+        + ".",
+        "",
+    ]
+    rows = []
+    for name, entry in comparison.get("methods", {}).items():
+        for metric, label in (("accuracy", "acc %"), ("macro_f1", "macro-F1")):
+            e = entry.get(metric)
+            if not e:
+                continue
+            scale = 100 if metric == "accuracy" else 1
+            fmt = "{:+.2f}" if metric == "accuracy" else "{:+.3f}"
+            std = "" if e.get("std") is None else f" ± {abs(e['std']) * scale:.2f}"
+            rows.append(
+                (
+                    _title(name),
+                    label,
+                    pct(e["this"]) if metric == "accuracy" else dec(e["this"]),
+                    pct(e["baseline"]) if metric == "accuracy" else dec(e["baseline"]),
+                    fmt.format(e["mean"] * scale) + std,
+                    f"{e['wins']} / {e['losses']} / {e['ties']}",
+                    str(e["runs"]),
+                )
+            )
+    lines += _table(
+        ("method", "metric", "this", "baseline", "paired difference", "wins/losses/ties", "runs"),
+        rows,
+    )
+    return lines
+
+
 def _protocol(results: Mapping[str, Any]) -> list[str]:
-    from mmbind.client.data.partition import PAPER_ROLES, plan_nodes
+    from mmbind.client.data.partition import PAPER_ROLES, plan_protocol
     from mmbind.client.local_data import SUBJECTS
 
     grid = results.get("grid", {})
@@ -385,15 +426,28 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         "Shared modality: `" + str(results.get("config", {}).get("shared-modality", "acc")) + "`. "
         "Only model weights, metrics and shared-modality embeddings leave a node.",
         "",
-        "**Subjects.** The 8 subjects are sorted and cut into 4 groups of 2; split *k* gives "
-        "role *i* (A, B, C, test) group *(i + k) mod 4*, so every subject is in exactly one "
-        "role and `--splits K` rotates the groups over K assignments (split 4 would repeat "
-        "split 0). Splits in this experiment:",
-        "",
     ]
+    protocol = str(grid.get("protocol", "paper"))
+    if protocol == "dev-loso":
+        lines += [
+            "**Subjects: the development protocol (`--protocol dev-loso`).** Leave one subject "
+            "out over subjects 1-6: split *k* tests on subject *k + 1*; the other five, "
+            "rotated by *k*, go two to A, two to B and one to C. Subjects 7 and 8, the test "
+            "subjects of the paper protocol's split 0, are never loaded: recipes are chosen "
+            "here. Splits in this experiment:",
+            "",
+        ]
+    else:
+        lines += [
+            "**Subjects.** The 8 subjects are sorted and cut into 4 groups of 2; split *k* "
+            "gives role *i* (A, B, C, test) group *(i + k) mod 4*, so every subject is in "
+            "exactly one role and `--splits K` rotates the groups over K assignments (split 4 "
+            "would repeat split 0). Splits in this experiment:",
+            "",
+        ]
     rows = []
     for k in splits:
-        plans = plan_nodes(SUBJECTS, split=k)
+        plans = plan_protocol(protocol, SUBJECTS, split=k)
         by_role = {p.role.name: p.subjects for p in plans}
         rows.append(
             (str(k), *("{" + ", ".join(map(str, by_role[r.name])) + "}" for r in PAPER_ROLES))
@@ -723,6 +777,7 @@ def render_report(
         "",
     ]
     lines += _ours_vs_paper(results)
+    lines += _comparison(results)
     lines += _by_budget(results, notes)
     lines += _centralised(results)
     lines += _nodes_per_role(results, notes)

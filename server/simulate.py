@@ -39,8 +39,8 @@ def simulate(
     os.environ.setdefault("FLWR_LOG_LEVEL", "ERROR")
     from flwr.simulation import run_simulation
 
+    plans = simulation_plan(config)  # a split the protocol lacks fails before the data loads
     full = load_dataset(config)
-    plans = simulation_plan(config)
     for plan in plans:  # a node left without samples fails here, not in every worker
         node_dataset(plan, full)
     if "mmbind" in config.methods:

@@ -36,10 +36,9 @@ from numpy.typing import NDArray
 from mmbind import wire
 from mmbind.binding.autoencoder import Autoencoder
 from mmbind.binding.diagnostics import class_similarity, pairing_confusion
-from mmbind.binding.encoders import SensorEncoder
 from mmbind.binding.fusion import FusionModel
 from mmbind.binding.weights import get_weighting
-from mmbind.client.data.normalization import ChannelMoments
+from mmbind.client.data.normalization import ChannelMoments, merge_normalization
 from mmbind.errors import FederationError
 from mmbind.methods import SPECS, MethodSpec
 from mmbind.run_config import RunConfig
@@ -75,6 +74,9 @@ Progress = Callable[[str, int, int], None]
 State = dict[str, torch.Tensor]
 Routed = dict[int, dict[str, NDArray[np.generic]]]
 """Per node id, the arrays of its ``partner`` record for one method."""
+
+PRETRAINED = "pretrained:"
+"""Key prefix of the pretrained encoders in the checkpointed model blob."""
 
 POLL_SECONDS = 0.25
 """How often the coordinator asks the SuperLink for replies."""
@@ -166,6 +168,7 @@ class Workflow:
         self._traffic: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         self._unpaired: list[str] = []
         self._datasets: set[str] = set()
+        self._pretrained: dict[str, State] = {}
 
     # ------------------------------------------------------------ messaging
     def progress(self, label: str, step: int, total: int) -> None:
@@ -335,7 +338,15 @@ class Workflow:
             cfg.proj_dim,
             self._num_classes,
             mask_vector=spec.mask_vector,
+            encoder=cfg.encoder_spec(),
         )
+
+    def _binding_model(self, spec: MethodSpec) -> FusionModel:
+        """A model whose encoders are the pretrained autoencoders' (binding embeds with them)."""
+        model = self._new_model(spec)
+        for m, state in self._pretrained.items():
+            model.encoders[m].load_state_dict(state)
+        return model
 
     def _model_config(self, tracks: Sequence[MethodSpec] = (), /, **extra: Any) -> dict[str, Any]:
         config: dict[str, Any] = {"modalities": ",".join(self._modalities), **extra}
@@ -407,10 +418,9 @@ class Workflow:
         self.result.dataset = ",".join(sorted(self._datasets))
         self._check_layout(nodes)
         stats: dict[str, NDArray[np.float32]] = {}
-        for m, parts in moments.items():
-            merged = ChannelMoments.sum(parts)
-            stats[f"{m}.mean"] = merged.mean.astype(np.float32)
-            stats[f"{m}.std"] = merged.std.astype(np.float32)
+        for m, (mean, std) in merge_normalization(moments, self.config.normalization).items():
+            stats[f"{m}.mean"] = mean
+            stats[f"{m}.std"] = std
         self._norm = wire.arrays_to_record(stats)
         self.progress("manifest", 1, 1)
         return nodes
@@ -437,8 +447,7 @@ class Workflow:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         states: dict[str, State] = {
-            m: dict(Autoencoder(SensorEncoder(m, cfg.embed_dim)).state_dict())
-            for m in self._modalities
+            m: dict(Autoencoder.build(m, cfg.encoder_spec()).state_dict()) for m in self._modalities
         }
         for rnd in range(cfg.pretrain_rounds):
             self.progress("pretrain", rnd, cfg.pretrain_rounds)
@@ -469,7 +478,7 @@ class Workflow:
         self.progress("pretrain", cfg.pretrain_rounds, cfg.pretrain_rounds)
         encoders: dict[str, State] = {}
         for m in self._modalities:
-            ae = Autoencoder(SensorEncoder(m, cfg.embed_dim))
+            ae = Autoencoder.build(m, cfg.encoder_spec())
             ae.load_state_dict(states[m])
             encoders[m] = dict(ae.encoder.state_dict())
         return encoders
@@ -797,6 +806,8 @@ class Workflow:
         )
         names = {i: n.role for i, n in self._nodes.items()}
         flat = {f"{t}/{k}": v for t, model in models.items() for k, v in model.state_dict().items()}
+        for m, state in self._pretrained.items():  # the autoencoders' encoders (binding)
+            flat.update({f"{PRETRAINED}{m}/{k}": v for k, v in state.items()})
         self.store.put_blob(self.run_id, MODEL_BLOB, state_to_bytes(flat))
         for kind, bound in (bindings or {}).items():
             self.store.put_blob(self.run_id, bindings_blob(kind), bindings_to_bytes(bound, names))
@@ -827,6 +838,12 @@ class Workflow:
         if blob is None:
             raise FederationError("the checkpoint lacks the model state it refers to")
         flat = state_from_bytes(blob)
+        pretrained: dict[str, State] = defaultdict(dict)
+        for key, value in flat.items():
+            if key.startswith(PRETRAINED):
+                m, _, k = key[len(PRETRAINED) :].partition("/")
+                pretrained[m][k] = value
+        self._pretrained = dict(pretrained)
         for name, model in models.items():
             prefix = f"{name}/"
             model.load_state_dict(
@@ -873,13 +890,15 @@ class Workflow:
             phase, _, number = step.partition(".")
             with self._phase(phase):
                 if step == "pretrain":
-                    encoders = self.pretrain()
-                    for t in (t for t in tracks if t.pretrain):
-                        for m, state in encoders.items():
-                            models[t.name].encoders[m].load_state_dict(state)
+                    self._pretrained = self.pretrain()
+                    random_align = self.config.align_init == "random"
+                    for t in tracks:
+                        if t.pretrain and not (t.align and random_align):
+                            for m, state in self._pretrained.items():
+                                models[t.name].encoders[m].load_state_dict(state)
                 elif step == "binding":
                     first = next(t for t in tracks if t.binding)
-                    bindings = self.bind(models[first.name], kinds)
+                    bindings = self.bind(self._binding_model(first), kinds)
                 elif phase == "align":
                     rnd = int(number)
                     aligning = [t for t in tracks if t.align]

@@ -10,7 +10,7 @@ Raw samples never leave the node; only ``2 C + 1`` numbers per modality do.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,13 @@ from mmbind.errors import ConfigError, DataError, ShapeError
 
 from .dataset import MultimodalDataset
 
-__all__ = ["STD_EPSILON", "ChannelMoments", "dataset_moments", "normalize"]
+__all__ = [
+    "STD_EPSILON",
+    "ChannelMoments",
+    "dataset_moments",
+    "merge_normalization",
+    "normalize",
+]
 
 #: Floor of :meth:`ChannelMoments.std`, so constant channels do not divide by zero.
 STD_EPSILON = 1e-6
@@ -144,6 +150,32 @@ class ChannelMoments:
         var = np.maximum(self.total_sq / self.count - np.square(mean), 0.0)
         return np.maximum(np.sqrt(var), STD_EPSILON)
 
+    def pooled(self, groups: Sequence[Sequence[int]]) -> ChannelMoments:
+        """Moments with the channels of each group pooled, so that :attr:`mean` and
+        :attr:`std` of every channel are those of its group's values together.
+
+        Raises
+        ------
+        ShapeError
+            The groups do not cover every channel exactly once.
+        """
+        covered = sorted(c for g in groups for c in g)
+        if covered != list(range(self.channels)):
+            raise ShapeError(
+                f"normalisation groups must cover channels 0..{self.channels - 1} exactly once"
+            )
+        total = np.empty_like(self.total)
+        total_sq = np.empty_like(self.total_sq)
+        scale = np.empty(self.channels, np.int64)
+        for g in groups:
+            idx = np.asarray(g, dtype=np.int64)
+            total[idx] = self.total[idx].sum()
+            total_sq[idx] = self.total_sq[idx].sum()
+            scale[idx] = len(g)
+        # Per channel, the group's sums over its size: the group's mean and variance with the
+        # count of one channel (identity for one-channel groups, bit for bit).
+        return ChannelMoments(self.count, total / scale, total_sq / scale)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain ``{"count": int, "total": [float], "total_sq": [float]}`` for transport."""
         return {
@@ -175,6 +207,38 @@ class ChannelMoments:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"channel moments hold a non-numeric value: {exc}") from exc
         return cls(count, total, total_sq)
+
+
+def merge_normalization(
+    moments: Mapping[str, Sequence[ChannelMoments]], scheme: str = "channel"
+) -> dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]]:
+    """Per modality, the mean and std ``(C,)`` of the training nodes' pooled moments.
+
+    The coordinator merges the moments every training node sent in phase 1, then pools the
+    channels that share statistics under ``scheme``
+    (:func:`mmbind.modalities.normalization_groups`); the result is per channel, so nodes
+    apply it with :func:`normalize` whatever the scheme.
+
+    Parameters
+    ----------
+    moments : mapping of modality name to sequence of ChannelMoments
+        One entry per training node holding the modality.
+    scheme : {"channel", "axis", "modality"}
+
+    Raises
+    ------
+    ConfigError
+        Unknown scheme or an empty moment list.
+    UnknownModalityError
+        A modality that is not registered.
+    """
+    from mmbind.modalities import get_modality, normalization_groups
+
+    out: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
+    for name, parts in moments.items():
+        merged = ChannelMoments.sum(parts).pooled(normalization_groups(get_modality(name), scheme))
+        out[name] = (merged.mean.astype(np.float32), merged.std.astype(np.float32))
+    return out
 
 
 def dataset_moments(dataset: MultimodalDataset) -> dict[str, ChannelMoments]:

@@ -47,7 +47,9 @@ from mmbind.modalities import parse_modalities
 from .dataset import MultimodalDataset
 
 __all__ = [
+    "DEV_SUBJECTS",
     "PAPER_ROLES",
+    "PROTOCOLS",
     "ROLE_A",
     "ROLE_B",
     "ROLE_C",
@@ -55,7 +57,11 @@ __all__ = [
     "NodePlan",
     "Role",
     "node_dataset",
+    "plan_loso",
     "plan_nodes",
+    "plan_protocol",
+    "protocol_folds",
+    "protocol_subjects",
     "role_by_name",
 ]
 
@@ -250,3 +256,121 @@ def node_dataset(plan: NodePlan, dataset: MultimodalDataset) -> MultimodalDatase
             "trials; use fewer nodes per role"
         )
     return ds.select(keep)
+
+
+#: Subject layouts of a simulated federation: the paper's rotation of 2/2/2/2 subject groups
+#: (``"paper"``, split 0 = DESIGN.md's split) and the leave-one-subject-out development
+#: protocol over the first six subjects (``"dev-loso"``): recipes are chosen on it, so the
+#: paper protocol's split-0 test subjects (7 and 8) are never loaded while choosing.
+PROTOCOLS: tuple[str, ...] = ("paper", "dev-loso")
+
+#: How many subjects the development protocol uses (the first ones, sorted).
+DEV_SUBJECTS = 6
+
+
+def protocol_subjects(protocol: str, subjects: Sequence[int]) -> tuple[int, ...]:
+    """The subjects a protocol loads: all of them, or the first six for ``"dev-loso"``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown protocol, or too few subjects for it.
+    """
+    subs = tuple(sorted(int(s) for s in subjects))
+    if protocol == "paper":
+        return subs
+    if protocol == "dev-loso":
+        if len(subs) < DEV_SUBJECTS:
+            raise ConfigError(
+                f"protocol 'dev-loso' needs {DEV_SUBJECTS} subjects; the dataset has {len(subs)}"
+            )
+        return subs[:DEV_SUBJECTS]
+    raise ConfigError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
+
+
+def protocol_folds(protocol: str, roles: Sequence[Role] = PAPER_ROLES) -> int:
+    """Distinct splits (folds) of a protocol: 4 rotations of the paper's roles, 6 LOSO folds."""
+    if protocol == "dev-loso":
+        return DEV_SUBJECTS
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
+    return len(roles)
+
+
+def plan_loso(
+    subjects: Sequence[int],
+    *,
+    fold: int,
+    nodes_per_role: int = 1,
+    roles: Sequence[Role] = PAPER_ROLES,
+) -> list[NodePlan]:
+    """Leave-one-subject-out layout: subject ``fold`` (0-based, in sorted order) is the test.
+
+    The other subjects, rotated by ``fold`` so that each takes every role in turn, are dealt
+    to the training roles in order: two to each but the last training role, which (the
+    labelled node C in the paper's layout) gets the rest. For six subjects and the paper's
+    roles, fold 0 is A = {2, 3}, B = {4, 5}, C = {6}, test = {1}.
+
+    Raises
+    ------
+    ConfigError
+        Bad ``fold`` or ``nodes_per_role``, no test role, or too few subjects.
+    """
+    subs = sorted(_check_int("subject id", s) for s in subjects)
+    fold = _check_int("split", fold, 0)
+    nodes_per_role = _check_int("nodes_per_role", nodes_per_role, 1)
+    if fold >= len(subs):
+        raise ConfigError(
+            f"split {fold} does not exist in a leave-one-subject-out protocol over "
+            f"{len(subs)} subjects; valid splits: 0..{len(subs) - 1}"
+        )
+    roles = tuple(roles)
+    train = [r for r in roles if r.trains]
+    tests = [r for r in roles if not r.trains]
+    if len(tests) != 1 or not train:
+        raise ConfigError("leave-one-subject-out needs training roles and exactly one test role")
+    others = [s for i, s in enumerate(subs) if i != fold]
+    others = others[fold:] + others[:fold]
+    if len(others) < 2 * (len(train) - 1) + 1:
+        raise ConfigError(
+            f"{len(subs)} subjects are too few for leave-one-subject-out over {len(roles)} roles"
+        )
+    shares = {r.name: sorted(others[2 * i : 2 * i + 2]) for i, r in enumerate(train[:-1])}
+    shares[train[-1].name] = sorted(others[2 * (len(train) - 1) :])
+    shares[tests[0].name] = [subs[fold]]
+    plans: list[NodePlan] = []
+    for role in roles:
+        for share, shard in _spread(shares[role.name], nodes_per_role):
+            plans.append(NodePlan(len(plans), role, tuple(share), shard))
+    return plans
+
+
+def plan_protocol(
+    protocol: str,
+    subjects: Sequence[int],
+    *,
+    split: int = 0,
+    nodes_per_role: int = 1,
+    roles: Sequence[Role] = PAPER_ROLES,
+) -> list[NodePlan]:
+    """The node plans of ``protocol`` (:data:`PROTOCOLS`) for one split.
+
+    ``"paper"``: :func:`plan_nodes` (split ``0..len(roles)-1``); ``"dev-loso"``:
+    :func:`plan_loso` over the first six subjects (split = fold ``0..5``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown protocol or a split outside the protocol's range (the message gives it).
+    """
+    subs = protocol_subjects(protocol, subjects)
+    if protocol == "dev-loso":
+        return plan_loso(subs, fold=split, nodes_per_role=nodes_per_role, roles=roles)
+    split = _check_int("split", split, 0)
+    if split >= len(roles):
+        raise ConfigError(
+            f"split {split} does not exist: the {len(roles)} roles' subject groups rotate, so "
+            f"split {split} would repeat split {split % len(roles)}; valid splits: "
+            f"0..{len(roles) - 1}"
+        )
+    return plan_nodes(subs, split=split, nodes_per_role=nodes_per_role, roles=roles)

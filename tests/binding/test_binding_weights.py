@@ -22,6 +22,7 @@ from mmbind.errors import ConfigError, DataError, ShapeError
 
 ALL: list[tuple[str, dict[str, Any]]] = [
     ("similarity", {}),
+    ("log", {}),
     ("power", {"p": 2.0}),
     ("power", {"p": 0.5}),
     ("threshold", {"threshold": 0.8}),
@@ -57,6 +58,11 @@ def test_hand_values() -> None:
     assert soft.max() == 1.0
     np.testing.assert_allclose(soft, np.exp((s - 1.2) / 0.5), rtol=1e-6)
     np.testing.assert_array_equal(get_weighting("uniform")(s), np.ones(5))
+    # the paper's log(s) / 2 + 1, clipped: 0 below e^-2, 0.5 at e^-1, 1 at 1 and above
+    e = np.array([0.1, np.exp(-2), np.exp(-1), 0.8, 1.0, 1.2], dtype=np.float32)
+    np.testing.assert_allclose(
+        get_weighting("log")(e), [0.0, 0.0, 0.5, np.log(0.8) / 2 + 1, 1.0, 1.0], atol=1e-6
+    )
     assert SoftmaxWeighting(0.1)(np.zeros(0, np.float32)).shape == (0,)
 
 

@@ -326,7 +326,7 @@ def test_report_skips_figures_whose_data_is_absent(
         (["--label-budgets", "54,54"], "54 is listed twice"),
         (["--seeds", "0"], "--seeds must be an integer >= 1"),
         (["--splits", "0"], "--splits must be an integer >= 1"),
-        (["--splits", "5"], "split 4 repeats split 0"),
+        (["--splits", "5"], "split 4 would repeat split 0"),
         (["--nodes-per-role", "0"], "nodes per role must be integers >= 1"),
         (["-c", "seed=3"], "use --seeds instead"),
         (["-c", "align-rounds=-1"], "align-rounds"),
@@ -410,3 +410,75 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_cell(
     assert main(experiment(a_file, *TINY)) == 2
     assert f"--output '{a_file}' is a file" in one_line_error(capsys.readouterr().err)
     assert not fake.calls
+
+
+def test_dev_protocol_runs_six_loso_folds_and_compares_paired_with_a_baseline(
+    tmp_path: Path, fake: FakeSimulation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the baseline recipe on the dev protocol
+    base, new = tmp_path / "base", tmp_path / "new"
+    dev = ["--protocol", "dev-loso", "--splits", "6", "--methods", METHODS, "--label-budgets", "6"]
+    dev += TINY
+    assert main(experiment(base, *dev)) == 0, capsys.readouterr().err
+
+    # Execute: another recipe on the same cells, compared with the baseline
+    code = main(experiment(new, *dev, "-c", "align-epochs=3", "--compare", str(base)))
+
+    # Assert
+    assert code == 0, capsys.readouterr().err
+    assert sorted(c.split for c in fake.calls) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert all(c.protocol == "dev-loso" for c in fake.calls)
+    results = json.loads((new / "results.json").read_text())
+    assert results["grid"]["protocol"] == "dev-loso"
+    comparison = results["comparison"]
+    assert comparison["recipe_differences"] == ["align-epochs: 1 -> 3"]
+    base_docs = {p.stem: json.loads(p.read_text()) for p in (base / "cells").glob("*.json")}
+    new_docs = {p.stem: json.loads(p.read_text()) for p in (new / "cells").glob("*.json")}
+    diffs = [
+        new_docs[k]["methods"]["mmbind"]["accuracy"] - base_docs[k]["methods"]["mmbind"]["accuracy"]
+        for k in new_docs
+    ]
+    acc = comparison["methods"]["mmbind"]["accuracy"]
+    assert acc["runs"] == 6
+    assert acc["mean"] == pytest.approx(statistics.fmean(diffs), abs=1e-6)
+    assert acc["std"] == pytest.approx(statistics.stdev(diffs), abs=1e-6)
+    assert acc["wins"] == sum(d > 0 for d in diffs) and acc["losses"] == sum(d < 0 for d in diffs)
+    report = (new / "report.md").read_text()
+    assert "Against another recipe" in report and "leave one subject out" in report.lower()
+    assert "{2, 3} | {4, 5} | {6} | {1}" in report
+
+
+def test_dev_protocol_refuses_a_seventh_fold_and_a_baseline_that_is_not_an_experiment(
+    tmp_path: Path, fake: FakeSimulation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(experiment(tmp_path / "a", "--protocol", "dev-loso", "--splits", "7")) == 2
+    assert "has 6 splits" in one_line_error(capsys.readouterr().err)
+    code = main(experiment(tmp_path / "b", *TINY, "--compare", str(tmp_path / "nothing")))
+    assert code != 0
+    assert "not an experiment folder" in one_line_error(capsys.readouterr().err)
+    assert not fake.calls
+
+
+@pytest.mark.integration
+def test_tiny_dev_protocol_on_the_simulation_engine(tmp_path: Path) -> None:
+    # Prepare: the development protocol's first two folds, synthetic data, a tiny recipe
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "MMBIND_LOG_LEVEL": "WARNING"}
+    dev = ["--protocol", "dev-loso", "--splits", "2", "--label-budgets", "6"]
+    dev += ["--methods", "mmbind,lower_bound", *TINY]
+
+    def run(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "mmbind.server.cli", *experiment(out, *dev, *extra)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+    # Execute
+    base = run(tmp_path / "base")
+    new = run(tmp_path / "new", "-c", "normalization=axis", "--compare", str(tmp_path / "base"))
+
+    # Assert
+    assert base.returncode == 0, base.stderr[-3000:]
+    assert new.returncode == 0, new.stderr[-3000:]
+    results = json.loads((tmp_path / "new" / "results.json").read_text())
+    acc = results["comparison"]["methods"]["mmbind"]["accuracy"]
+    assert acc["runs"] == 2 and acc["wins"] + acc["losses"] + acc["ties"] == 2
+    assert results["comparison"]["recipe_differences"] == ["normalization: 'channel' -> 'axis'"]
+    assert "Against another recipe" in (tmp_path / "new" / "report.md").read_text()

@@ -119,12 +119,11 @@ def one_line_error(err: str) -> str:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--split", "5"], "split=5: splits are 0..3"),
-        (["--split", "-1"], "split=-1: splits are 0..3"),
         (["--methods", ","], "give at least one method of lower_bound, unimodal, mim"),
         (["-c", "weighting=foo"], "weighting='foo': weighting must be one of "),
         (["--seed", "-1"], "seed=-1"),
         (["--nodes-per-role", "0"], "nodes-per-role=0"),
+        (["--split", "-1"], "split=-1"),
     ],
 )
 def test_bad_run_config_is_refused_before_the_simulation(
@@ -136,6 +135,31 @@ def test_bad_run_config_is_refused_before_the_simulation(
 ) -> None:
     # Execute
     code = main(["simulate", "-q", "--output", str(tmp_path / "out"), *args])
+    # Assert
+    assert code == 2
+    assert message in one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--split", "4"], "split 4 does not exist"),  # it ran split 0 (4 modulo 4)
+        (["--split", "5"], "split 5 would repeat split 1; valid splits: 0..3"),
+    ],
+)
+def test_split_outside_the_protocol_is_refused_before_the_data_loads(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    # Prepare: simulate() may check; the data must not load, Ray must not start
+    monkeypatch.setattr("mmbind.client.local_data.load_dataset", no_simulation)
+    monkeypatch.setattr("mmbind.server.simulate.load_dataset", no_simulation)
+    monkeypatch.setattr("flwr.simulation.run_simulation", no_simulation)
+    # Execute
+    code = main(["simulate", "-q", "--output", str(tmp_path), *args])
     # Assert
     assert code == 2
     assert message in one_line_error(capsys.readouterr().err)

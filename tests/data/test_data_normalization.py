@@ -11,10 +11,12 @@ from mmbind.client.data.normalization import (
     STD_EPSILON,
     ChannelMoments,
     dataset_moments,
+    merge_normalization,
     normalize,
 )
 from mmbind.client.data.synthetic import make_synthetic
 from mmbind.errors import ConfigError, DataError, ShapeError
+from mmbind.modalities import get_modality, normalization_groups
 
 
 @settings(max_examples=40, deadline=None)
@@ -103,3 +105,57 @@ def test_normalize_rejects_bad_stats() -> None:
         normalize(w, np.zeros(2), np.ones(3))
     with pytest.raises(ConfigError, match="> 0"):
         normalize(w, np.zeros(3), np.array([1.0, 0.0, 1.0]))
+
+
+def test_normalization_groups_follow_the_geometry() -> None:
+    # Prepare
+    acc, skeleton = get_modality("acc"), get_modality("skeleton")
+
+    # Execute / Assert: an IMU's axes share one scale; skeleton axes are pooled over joints
+    assert normalization_groups(acc, "channel") == [[0], [1], [2]]
+    assert normalization_groups(acc, "axis") == [[0, 1, 2]]
+    assert normalization_groups(acc, "modality") == [[0, 1, 2]]
+    groups = normalization_groups(skeleton, "axis")
+    assert len(groups) == 3 and groups[0] == list(range(0, 60, 3))
+    assert sorted(c for g in groups for c in g) == list(range(60))
+    assert normalization_groups(skeleton, "modality") == [list(range(60))]
+    with pytest.raises(ConfigError, match="valid schemes are: channel, axis, modality"):
+        normalization_groups(acc, "joint")
+
+
+@pytest.mark.parametrize("scheme", ["channel", "axis", "modality"])
+def test_merge_normalization_equals_pooled_statistics_of_the_union(scheme: str) -> None:
+    # Prepare: two nodes' skeleton windows with joint-dependent offsets
+    rng = np.random.default_rng(3)
+    offsets = rng.normal(size=60) * 2
+    parts = [offsets + rng.normal(size=(n, 40, 60)) * (1 + np.arange(60) % 3) for n in (5, 8)]
+    union = np.concatenate(parts).reshape(-1, 60)
+    groups = normalization_groups(get_modality("skeleton"), scheme)
+
+    # Execute
+    stats = merge_normalization(
+        {"skeleton": [ChannelMoments.from_windows(p) for p in parts]}, scheme
+    )
+    mean, std = stats["skeleton"]
+
+    # Assert: every channel carries its group's statistics over the union of the nodes
+    assert mean.shape == std.shape == (60,) and mean.dtype == np.float32
+    for g in groups:
+        values = union[:, g]
+        np.testing.assert_allclose(mean[g], values.mean(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(std[g], values.std(), rtol=1e-5)
+
+
+def test_channel_scheme_is_the_plain_per_channel_statistic_bit_for_bit() -> None:
+    rng = np.random.default_rng(4)
+    parts = [ChannelMoments.from_windows(rng.normal(size=(6, 9, 3))) for _ in range(3)]
+    merged = ChannelMoments.sum(parts)
+    mean, std = merge_normalization({"acc": parts}, "channel")["acc"]
+    np.testing.assert_array_equal(mean, merged.mean.astype(np.float32))
+    np.testing.assert_array_equal(std, merged.std.astype(np.float32))
+
+
+def test_pooled_rejects_groups_that_miss_a_channel() -> None:
+    m = ChannelMoments.from_windows(np.ones((2, 3, 4)))
+    with pytest.raises(ShapeError, match="exactly once"):
+        m.pooled([[0, 1], [2]])

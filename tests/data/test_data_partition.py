@@ -15,6 +15,9 @@ from mmbind.client.data.partition import (
     ROLE_TEST,
     node_dataset,
     plan_nodes,
+    plan_protocol,
+    protocol_folds,
+    protocol_subjects,
     role_by_name,
 )
 from mmbind.client.data.synthetic import make_synthetic
@@ -138,3 +141,44 @@ def test_node_dataset_missing_modality_raises() -> None:
     with pytest.raises(DataError, match="skeleton"):
         node_dataset(plan_nodes(ds.subject_ids)[0], ds)
     assert np.all(node_dataset(plan_nodes(ds.subject_ids)[1], ds).subjects >= 3)
+
+
+def test_dev_loso_holds_out_each_of_the_first_six_subjects_in_turn() -> None:
+    # Execute
+    folds = [plan_protocol("dev-loso", range(1, 9), split=k) for k in range(6)]
+
+    # Assert: fold 0 as documented; every fold tests one subject of 1-6, never loads 7 or 8,
+    # and every subject takes part in each fold exactly once
+    assert [(p.role.name, p.subjects) for p in folds[0]] == [
+        ("A", (2, 3)),
+        ("B", (4, 5)),
+        ("C", (6,)),
+        ("test", (1,)),
+    ]
+    assert [next(p.subjects for p in f if p.role.name == "test") for f in folds] == [
+        (1,),
+        (2,),
+        (3,),
+        (4,),
+        (5,),
+        (6,),
+    ]
+    for f in folds:
+        used = [s for p in f for s in p.subjects]
+        assert sorted(used) == [1, 2, 3, 4, 5, 6]
+    assert len({next(p.subjects for p in f if p.role.name == "C") for f in folds}) == 6
+    assert protocol_subjects("dev-loso", range(1, 9)) == (1, 2, 3, 4, 5, 6)
+    assert protocol_folds("dev-loso") == 6 and protocol_folds("paper") == 4
+
+
+@pytest.mark.parametrize(
+    ("protocol", "split", "message"),
+    [
+        ("paper", 4, "valid splits: 0..3"),
+        ("dev-loso", 6, "valid splits: 0..5"),
+        ("lopo", 0, "valid protocols: paper, dev-loso"),
+    ],
+)
+def test_protocol_splits_out_of_range_are_refused(protocol: str, split: int, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan_protocol(protocol, range(1, 9), split=split)

@@ -73,14 +73,21 @@ def test_large_enough_to_use_both_workers() -> None:
 
 
 def test_duplicate_keys_go_to_lower_index() -> None:
+    # Entries are multiples of 1/4 with 16 dims: every product and partial sum is exact in
+    # float32, so duplicate keys score bit-identically under any BLAS kernel, blocking or
+    # summation order (with arbitrary floats, two positions of one row may be rounded
+    # differently by a GEMM's edge kernels, and there would be no tie to break).
     rng = np.random.default_rng(1)
-    base = rng.standard_normal((5, 16)).astype(np.float32)
+    base = rng.integers(-4, 5, size=(5, 16)).astype(np.float32) / 4
     keys = np.concatenate([base, base, base[::-1]], axis=0)  # every row three times
-    q = base + 0.01 * rng.standard_normal((5, 16)).astype(np.float32)
+    q = base.copy()
     for bs in [None, 2, (1, 3)]:
-        sims, idx = topk_cosine(q, keys, 3, block_size=bs, threads=2)  # type: ignore[arg-type]
+        sims, idx = topk_cosine(  # type: ignore[arg-type]
+            q, keys, 3, normalized=True, block_size=bs, threads=2
+        )
         expected = np.stack([np.arange(5), np.arange(5) + 5, 14 - np.arange(5)], axis=1)
         np.testing.assert_array_equal(idx, expected)
+        np.testing.assert_array_equal(sims[:, 0], np.square(base).sum(axis=1))
         assert np.all(sims[:, 0] == sims[:, 1]) and np.all(sims[:, 1] == sims[:, 2])
 
 
