@@ -19,32 +19,69 @@ from mmbind import __version__
 from mmbind.client.local_data import NodeSpec, build_node
 from mmbind.errors import ConfigError, MMBindError
 from mmbind.modalities import parse_modalities
-from mmbind.processes import free_port, parse_address, scripts_path
+from mmbind.processes import free_port, parse_address, port_is_free, scripts_path
 from mmbind.run_config import RunConfig
 from mmbind.settings import MMBindSettings
 
 log = logging.getLogger(__name__)
 
+SUPERNODE_HOST = "127.0.0.1"
+"""Where ``flower-supernode`` listens for its ClientApps (its ``--host`` default)."""
+_FLAGS = {"role": "--name", "data-dir": "--data-dir", "modalities": "--modalities"}
+"""The flag each free-text node-config value comes from (for messages)."""
 
-def _subjects(text: str) -> tuple[int, ...]:
+
+def _subjects(text: str | None) -> tuple[int, ...]:
+    """``--subjects``: omitted (None) means every subject; given, it must name some."""
+    if text is None:
+        return ()
     try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
+        subjects = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
         raise ConfigError(
             f"--subjects {text!r} must be a comma list of integers, e.g. 1,2"
         ) from None
+    if not subjects:
+        raise ConfigError(
+            f"--subjects {text!r} names no subject; give a comma list, e.g. 1,2 "
+            "(omit --subjects for every subject of the dataset)"
+        )
+    return subjects
 
 
 def node_config_arg(config: dict[str, str | bool]) -> str:
-    """Flower's ``--node-config`` syntax: space-separated ``key=value``, strings quoted."""
+    """Flower's ``--node-config`` syntax: space-separated ``key=value``, strings quoted.
+
+    Each entry is parsed back with Flower's own parser (what ``flower-supernode`` does
+    with it), so a value Flower would reject or change is an error here.
+
+    Raises
+    ------
+    ConfigError
+        A value that Flower's quoting cannot carry (``"``, ``\\``, control characters).
+    """
+    import click
+    from flwr.common.config import parse_config_args
+
     parts = []
     for key, value in config.items():
         if isinstance(value, bool):
-            parts.append(f"{key}={'true' if value else 'false'}")
+            part = f"{key}={'true' if value else 'false'}"
         else:
             if '"' in value:
-                raise ConfigError(f"node config value {value!r} for {key} must not contain '\"'")
-            parts.append(f'{key}="{value}"')
+                raise ConfigError(f"{_FLAGS.get(key, key)} {value!r} must not contain '\"'")
+            part = f'{key}="{value}"'
+        try:
+            parsed = parse_config_args([part])
+        except (ValueError, click.ClickException):  # what flower-supernode would fail with
+            parsed = {}
+        if parsed != {key: value}:
+            raise ConfigError(
+                f"{_FLAGS.get(key, key)} {value!r} cannot be passed to the SuperNode (Flower's "
+                "--node-config quoting cannot carry '\\' or control characters); choose a "
+                "value without them"
+            )
+        parts.append(part)
     return " ".join(parts)
 
 
@@ -58,17 +95,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--superlink", required=True, help="HOST:PORT of the coordinator's SuperLink")
     p.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
     p.add_argument("--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/")
-    p.add_argument("--subjects", default="", help="subjects whose recordings this node holds")
+    p.add_argument(
+        "--subjects",
+        default=None,
+        help="comma list of subjects whose recordings this node holds, e.g. 1,2 "
+        "(omitted: every subject of the dataset; given, it must name at least one)",
+    )
     p.add_argument("--labelled", action="store_true", help="its labels may train the classifier")
-    p.add_argument("--test", action="store_true", help="an evaluation-only node (held-out data)")
-    p.add_argument("--name", default="", help="a name for reports (default: from modalities)")
+    p.add_argument(
+        "--test", action="store_true",
+        help="an evaluation-only node (held-out data); not with --labelled",
+    )  # fmt: skip
+    p.add_argument(
+        "--name", default="",
+        help="a name for reports, unique in the deployment (default: from modalities)",
+    )  # fmt: skip
     p.add_argument(
         "--paired-data", action="store_true",
         help="allow the upper-bound baseline to use every modality of this node's files",
     )  # fmt: skip
-    p.add_argument("--port", type=int, default=0, help="local ClientApp API port (0 = any free)")
-    p.add_argument("--max-retries", type=int, default=None, help="reconnect attempts (default ∞)")
-    p.add_argument("--check", action="store_true", help="validate arguments and data, then exit")
+    p.add_argument(
+        "--port", type=int, default=0,
+        help="local ClientApp API port on 127.0.0.1, 1..65535 (0 = any free)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-retries", type=int, default=None, help="reconnect attempts, >= 0 (default ∞)"
+    )
+    p.add_argument(
+        "--check", action="store_true",
+        help="validate arguments and data as a real start does, then exit",
+    )  # fmt: skip
     p.add_argument("--log-level", default=None)
     return p
 
@@ -76,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
 def spec_from_args(args: argparse.Namespace) -> NodeSpec:
     modalities = parse_modalities(args.modalities)
     subjects = _subjects(args.subjects)
+    if args.labelled and args.test:
+        raise ConfigError(
+            "--labelled and --test exclude each other: a --test node only evaluates, "
+            "a --labelled one trains the classifier with its labels; pick one"
+        )
+    if args.name != args.name.strip():
+        raise ConfigError(f"--name {args.name!r} must not start or end with spaces")
     data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else ""
     name = args.name or ("test-" if args.test else "") + "+".join(modalities)
     return NodeSpec(
@@ -90,16 +153,34 @@ def spec_from_args(args: argparse.Namespace) -> NodeSpec:
     )
 
 
+def check_port(port: int) -> int:
+    """``--port``: 0 (any free port) or a port the SuperNode can listen on at 127.0.0.1."""
+    if not 0 <= port < 65536:
+        raise ConfigError(f"--port must be in 1..65535 (0 = any free port), got {port}")
+    if port and not port_is_free(SUPERNODE_HOST, port):
+        raise ConfigError(
+            f"--port {port}: {SUPERNODE_HOST}:{port} is already in use; pick another port "
+            "or 0 for any free one"
+        )
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = MMBindSettings()
+        settings = MMBindSettings.load()
         logging.basicConfig(
             level=(args.log_level or settings.log_level).upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         parse_address(args.superlink, "--superlink")
         spec = spec_from_args(args)
+        if args.max_retries is not None and args.max_retries < 0:
+            raise ConfigError(
+                f"--max-retries must be >= 0 (omit it to retry forever), got {args.max_retries}"
+            )
+        node_config = node_config_arg(spec.to_node_config())
+        port = check_port(args.port)
         # Validate the node's data where it lives, before joining: the same code path
         # the ClientApp will take for each message.
         node = build_node(RunConfig(), spec)
@@ -115,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "flower-supernode",
             "--insecure",
             "--superlink", args.superlink,
-            "--port", str(args.port or free_port()),
-            "--node-config", node_config_arg(spec.to_node_config()),
+            "--port", str(port or free_port()),
+            "--node-config", node_config,
         ]  # fmt: skip
         if args.max_retries is not None:
             argv_node += ["--max-retries", str(args.max_retries)]

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -71,6 +72,45 @@ def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now (binds it, as uvicorn and gRPC do)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def writable_folder(path: str | Path, what: str) -> Path:
+    """Create the folder ``path`` if needed and prove it writable; return it.
+
+    Entry points call this before any work, so a folder that cannot hold their output
+    fails in a second instead of after the work is done.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` is a file, or the folder cannot be created or written; the message
+        names ``what`` (the flag) and the path.
+    """
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{what} {str(folder)!r} is a file; give a folder (created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ConfigError(
+            f"{what} {str(folder)!r} cannot be created or written ({why}); give a folder "
+            "you can write"
+        ) from None
+    return folder
 
 
 def free_port(host: str = "127.0.0.1") -> int:

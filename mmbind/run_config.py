@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mmbind.binding.weights import WEIGHTINGS, get_weighting
 from mmbind.errors import ConfigError
-from mmbind.methods import DEFAULT_METHODS, Method
+from mmbind.methods import ALL_METHODS, DEFAULT_METHODS, Method
 from mmbind.modalities import parse_modalities
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class RunConfig(BaseModel):
 
     dataset: Literal["synthetic", "utd-mhad"] = "synthetic"
     data_dir: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     protocol: Literal["paper", "dev-loso"] = Field(
         "paper",
         description="subject layout: the paper's 2/2/2/2 rotation (split 0..3) or the "
@@ -127,6 +128,25 @@ class RunConfig(BaseModel):
     def _known_modality(cls, value: str) -> str:
         return parse_modalities(value)[0]
 
+    @field_validator("weighting")
+    @classmethod
+    def _known_weighting(cls, value: str) -> str:
+        try:
+            get_weighting(value)  # what the workflow builds: by name, no parameters
+        except ConfigError:
+            valid = ", ".join(n for n in sorted(WEIGHTINGS) if _buildable(n))
+            raise ValueError(
+                f"weighting must be one of {valid} (the weightings without parameters)"
+            ) from None
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _some_method(cls, value: tuple[Method, ...]) -> tuple[Method, ...]:
+        if not value:
+            raise ValueError(f"give at least one method of {', '.join(ALL_METHODS)}")
+        return value
+
     @field_validator("methods", "label_budgets", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
@@ -162,7 +182,8 @@ class RunConfig(BaseModel):
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]).replace("_", "-")
             value = err.get("input")
-            raise ConfigError(f"invalid run config {where}={value!r}: {err['msg']}") from None
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"invalid run config {where}={value!r}: {msg}") from None
 
     def to_flower(self) -> dict[str, bool | int | float | str]:
         """Flower ``UserConfig`` form: kebab-case keys, scalar values."""
@@ -172,3 +193,12 @@ class RunConfig(BaseModel):
                 value = ",".join(str(v) for v in value)
             out[key.replace("_", "-")] = value
         return out
+
+
+def _buildable(weighting: str) -> bool:
+    """Whether the weighting ``weighting`` needs no parameters (a run config names it only)."""
+    try:
+        get_weighting(weighting)
+    except ConfigError:
+        return False
+    return True

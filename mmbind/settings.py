@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mmbind.errors import ConfigError
 
 
 class MMBindSettings(BaseSettings):
@@ -19,3 +22,13 @@ class MMBindSettings(BaseSettings):
     redis_url: str = ""
     num_cpus: int = 0
     """CPUs given to the simulation engine; 0 = all cores of this machine."""
+
+    @classmethod
+    def load(cls) -> MMBindSettings:
+        """Read the environment; a bad value is one :class:`ConfigError` naming the variable."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = f"MMBIND_{'_'.join(str(p) for p in err['loc']).upper()}"
+            raise ConfigError(f"invalid {name}={err.get('input')!r}: {err['msg']}") from None

@@ -15,6 +15,7 @@ from typing import Any
 
 from mmbind import __version__
 from mmbind.errors import ConfigError, MMBindError
+from mmbind.processes import parse_address, writable_folder
 from mmbind.run_config import RunConfig
 from mmbind.settings import MMBindSettings
 
@@ -52,6 +53,11 @@ class _DropDeprecation(logging.Filter):
         return "DEPRECATED FEATURE" not in record.getMessage()
 
 
+def _check_num_cpus(value: int, what: str) -> None:
+    if value < 0:
+        raise ConfigError(f"{what} must be >= 0 (0 = all cores), got {value}")
+
+
 def _progress_display(enabled: bool) -> tuple[Callable[[str, int, int], None] | None, Any]:
     """A rich progress bar on a terminal; nothing when not a TTY."""
     if not enabled:
@@ -76,8 +82,7 @@ def _progress_display(enabled: bool) -> tuple[Callable[[str, int, int], None] | 
 def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     from rich.console import Console
 
-    from mmbind.server.results import write_results
-    from mmbind.server.simulate import simulate
+    from mmbind.server.results import check_output, write_results
 
     values: dict[str, Any] = _parse_overrides(args.config or [])
     values.update(
@@ -92,7 +97,10 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     if args.binding:
         values["binding"] = args.binding
     config = RunConfig.from_mapping(values)
-    output = Path(args.output or settings.output)
+    _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
+    output = check_output(args.output or settings.output, overwrite=args.overwrite)
+    from mmbind.server.simulate import simulate  # Flower, Ray, torch: after the checks
+
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
     if bar is not None:
@@ -110,8 +118,10 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
 
     from mmbind.server.experiment import Grid, default_methods, run_experiment
 
-    if args.num_cpus is not None and args.num_cpus < 0:
-        raise ConfigError(f"--num-cpus must be >= 0 (0 = all cores), got {args.num_cpus}")
+    if args.num_cpus is None:
+        _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
+    else:
+        _check_num_cpus(args.num_cpus, "--num-cpus")
     grid = Grid(
         dataset=args.dataset,
         data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
@@ -124,6 +134,8 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
         protocol=args.protocol,
     )
     num_cpus = settings.num_cpus if args.num_cpus is None else args.num_cpus
+    # results.json there is the grid's aggregate, rewritten by every invocation (resumable).
+    output = writable_folder(args.output, "--output")
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
     kwargs: dict[str, Any] = {
@@ -134,9 +146,9 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
     }
     if bar is not None:
         with bar:
-            outcome = run_experiment(grid, Path(args.output), **kwargs)
+            outcome = run_experiment(grid, output, **kwargs)
     else:
-        outcome = run_experiment(grid, Path(args.output), **kwargs)
+        outcome = run_experiment(grid, output, **kwargs)
     _print_experiment(outcome.results, outcome.path)
     print(
         f"cells: {len(outcome.ran)} run, {len(outcome.reused)} reused "
@@ -194,7 +206,7 @@ def _print_experiment(results: dict[str, Any], path: Path) -> None:
 def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
     from rich.console import Console
 
-    from mmbind.server.deployment import default_binding_address, run_deployment
+    from mmbind.server.results import check_output
 
     values: dict[str, Any] = _parse_overrides(args.config or [])
     values["seed"] = args.seed
@@ -204,13 +216,19 @@ def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
     if args.binding:
         values["binding"] = args.binding
     config = RunConfig.from_mapping(values)
+    parse_address(args.superlink, "--superlink")
+    if args.binding_service:
+        parse_address(args.binding_service, "--binding-service")
+    output = check_output(args.output or settings.output, overwrite=args.overwrite)
+    from mmbind.server.deployment import default_binding_address, run_deployment
+
     binding = args.binding_service or default_binding_address(args.superlink)
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
     kwargs: dict[str, Any] = {
         "superlink": args.superlink,
         "binding_service": binding,
-        "output": Path(args.output or settings.output),
+        "output": output,
         "resume": args.resume,
         "progress": progress,
     }
@@ -221,7 +239,7 @@ def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
             results = run_deployment(config, **kwargs)
     else:
         results = run_deployment(config, **kwargs)
-    _print_results(results, Path(args.output or settings.output) / "results.json", "run")
+    _print_results(results, output / "results.json", "run")
     return 0
 
 
@@ -271,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
     )
     sim.add_argument("--output", default="", help="output folder (default ./mmbind-output)")
+    sim.add_argument(
+        "--overwrite", action="store_true", help="replace a results.json already in OUTPUT"
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--split", type=int, default=0, help="subject assignment (0 = DESIGN.md's)")
     sim.add_argument("--nodes-per-role", type=int, default=1)
@@ -298,13 +319,19 @@ def build_parser() -> argparse.ArgumentParser:
         "the simulation engine. Each finished cell is kept in OUTPUT/cells/<key>.json; "
         "repeating the command runs only the missing cells (a cell recorded with another "
         "recipe is an error unless --fresh). Writes OUTPUT/results.json (mean and sample std "
-        "over seeds x splits) and OUTPUT/report.md with PNG figures.",
+        "over seeds x splits) and OUTPUT/report.md with PNG figures; both are the grid's "
+        "aggregate and are rewritten, from every recorded cell, by each invocation.",
     )
     exp.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
     exp.add_argument(
         "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
     )
-    exp.add_argument("--output", required=True, help="experiment folder (resumable)")
+    exp.add_argument(
+        "--output",
+        required=True,
+        help="experiment folder (resumable: its results.json and report.md are rewritten "
+        "from all recorded cells each time)",
+    )
     exp.add_argument(
         "--methods",
         default="",
@@ -367,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--output", default="", help="output folder (default ./mmbind-output)")
     run.add_argument(
+        "--overwrite", action="store_true", help="replace a results.json already in OUTPUT"
+    )
+    run.add_argument(
         "--resume", default="", metavar="RUN_ID", help="continue a run from its checkpoint"
     )
     run.add_argument("--seed", type=int, default=0)
@@ -396,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = MMBindSettings()
+        settings = MMBindSettings.load()
         _setup_logging(args.log_level or settings.log_level)
         code: int = args.func(args, settings)
         return code

@@ -28,6 +28,7 @@ from mmbind.processes import (
     port_is_open,
     scripts_path,
     wait_for_port,
+    writable_folder,
 )
 from mmbind.server.store import BindingStore, InMemoryBindingStore
 from mmbind.settings import MMBindSettings
@@ -60,6 +61,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args: argparse.Namespace, settings: MMBindSettings) -> None:
+    """Refuse bad arguments before anything starts; each error names the value and the fix."""
+    parse_address(f"{args.host}:{args.port}", "--host/--port")
+    if args.binding_port:
+        parse_address(f"{args.host}:{args.binding_port}", "--binding-port")
+        if args.binding_port == args.port:
+            raise ConfigError(
+                f"--binding-port {args.binding_port} is the SuperLink's --port; give the "
+                f"BindingService another port (default: PORT+1 = {args.port + 1})"
+            )
+    elif args.port + 1 > 65535:
+        raise ConfigError(
+            f"--port {args.port} leaves no PORT+1 for the BindingService; give --binding-port"
+        )
+    redis_url = args.redis_url if args.redis_url is not None else settings.redis_url
+    if redis_url:
+        from mmbind.server.redis_store import check_redis_url
+
+        check_redis_url(redis_url)
+    # main()'s default state folder, checked (and created) like a given one
+    state_dir = args.state_dir or Path.home() / ".cache" / "mmbind" / f"coordinator-{args.port}"
+    writable_folder(state_dir, "--state-dir")
+    if args.log_dir:
+        writable_folder(args.log_dir, "--log-dir")
+
+
 def open_store(redis_url: str) -> BindingStore:
     """Redis when a URL is given (checked now, with retries), else the in-process store."""
     if not redis_url:
@@ -81,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     superlink: ManagedProcess | None = None
     server = None
     try:
+        check_args(args, settings)
         parse_address(f"{args.host}:{args.port}", "--host/--port")
         binding_port = args.binding_port or args.port + 1
         for port in (args.port, binding_port):

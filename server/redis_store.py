@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
 from numpy.typing import NDArray
@@ -69,6 +69,40 @@ def redact_url(url: str) -> str:
     port = f":{parts.port}" if parts.port else ""
     netloc = f"{user}:***@{host}{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a Redis URL that redis-py would misread or reject.
+
+    redis-py reads ``redis://host:6379/abc`` as database 0 without a word; here the
+    scheme must be ``redis``, ``rediss`` or ``unix`` and the database (the path of a
+    ``redis://`` URL, or ``?db=N``) a number.
+
+    Raises
+    ------
+    ConfigError
+        The message names the URL (without its password) and what would be valid.
+    """
+    safe = redact_url(url)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"invalid Redis URL {safe!r}: the scheme must be one of "
+            f"{', '.join(s + '://' for s in SCHEMES)}"
+        )
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {safe!r}: {exc}") from None
+    databases = [] if scheme == "unix" else [unquote(parts.path).strip("/") or "0"]
+    databases += parse_qs(parts.query).get("db", [])
+    for db in databases:
+        if not db.isdigit():
+            raise ConfigError(
+                f"invalid Redis URL {safe!r}: the database {db!r} must be a number >= 0, "
+                "e.g. redis://127.0.0.1:6379/0 or unix:///run/redis.sock?db=0"
+            )
 
 
 def _bytes(value: bytes | str) -> bytes:
@@ -121,12 +155,7 @@ class RedisBindingStore:
         socket_timeout: float = 5.0,
         prefix: str = "mmbind",
     ) -> None:
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if scheme not in SCHEMES:
-            raise ConfigError(
-                f"invalid Redis URL {redact_url(url)!r}: the scheme must be one of "
-                f"{', '.join(s + '://' for s in SCHEMES)}"
-            )
+        check_redis_url(url)
         if ttl_seconds <= 0 or checkpoint_ttl_seconds <= 0:
             raise ConfigError(
                 f"Redis TTLs must be positive; got ttl_seconds={ttl_seconds}, "

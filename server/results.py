@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mmbind.errors import ConfigError
 from mmbind.methods import REPORT_ORDER, TITLES
+from mmbind.processes import writable_folder
 from mmbind.run_config import RunConfig
 
 
@@ -91,6 +93,26 @@ def write_results(results: dict[str, Any], output: str | Path) -> Path:
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def check_output(output: str | Path, *, overwrite: bool = False) -> Path:
+    """Make sure ``results.json`` can be written into ``output`` later; return the folder.
+
+    Called before a run starts, so that a run's results are not lost at its end.
+
+    Raises
+    ------
+    ConfigError
+        The folder cannot be created or written, or it already holds a
+        ``results.json`` and ``overwrite`` is false.
+    """
+    folder = writable_folder(output, "--output")
+    existing = folder / "results.json"
+    if existing.exists() and not overwrite:
+        raise ConfigError(
+            f"{existing} already exists; pass --overwrite to replace it, or give another --output"
+        )
+    return folder
 
 
 METHOD_TITLES = TITLES

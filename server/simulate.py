@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from mmbind.client.app import make_client_app
+from mmbind.client.data.partition import node_dataset
 from mmbind.client.local_data import load_dataset, simulation_plan
-from mmbind.errors import FederationError
+from mmbind.errors import ConfigError, FederationError
 from mmbind.run_config import RunConfig
 from mmbind.server.app import make_server_app
 from mmbind.server.binding_service import NodeManifest, check_bindable
@@ -26,13 +27,22 @@ def simulate(
     The data is loaded and validated here first, so a bad data folder fails in a
     second with a clear message instead of inside the simulation's workers.
     """
+    if num_cpus < 0:
+        raise ConfigError(f"num_cpus must be >= 0 (0 = all cores), got {num_cpus}")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # we ask for no GPUs
+    # Flower's log level inside the Ray actors (they inherit this environment; this process's
+    # Flower logger is set up already). At WARNING each actor says "Manually terminating
+    # ClientAppActor" when the run ends, and Ray forwards that above the results; errors
+    # still show, and a ClientApp's exception reaches this process as the run's error.
+    os.environ.setdefault("FLWR_LOG_LEVEL", "ERROR")
     from flwr.simulation import run_simulation
 
-    load_dataset(config)
-    plans = simulation_plan(config)
+    plans = simulation_plan(config)  # a split the protocol lacks fails before the data loads
+    full = load_dataset(config)
+    for plan in plans:  # a node left without samples fails here, not in every worker
+        node_dataset(plan, full)
     if "mmbind" in config.methods:
         # The same check the coordinator runs in phase 1, before any worker starts.
         check_bindable(

@@ -331,6 +331,10 @@ def test_report_skips_figures_whose_data_is_absent(
         (["-c", "seed=3"], "use --seeds instead"),
         (["-c", "align-rounds=-1"], "align-rounds"),
         (["--num-cpus", "-1"], "--num-cpus must be >= 0"),
+        (["--methods", ","], "--methods: give at least one of lower_bound,"),
+        (["--seeds", "-1"], "--seeds must be an integer >= 1, got -1"),
+        (["-c", "weighting=foo"], "weighting='foo': weighting must be one of "),
+        (["-c", "split=5"], "use --splits instead"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(
@@ -392,6 +396,20 @@ def test_tiny_grid_on_the_simulation_engine_is_resumable(tmp_path: Path) -> None
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 run, 4 reused" in again.stdout
     assert mtimes(tmp_path) == before
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_cell(
+    tmp_path: Path, fake: FakeSimulation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    a_file = tmp_path / "hostname"
+    a_file.write_text("x")
+    # Execute, Assert
+    assert main(experiment(Path("/proc/mmbind-x"), *TINY)) == 2
+    assert "--output '/proc/mmbind-x' cannot be created" in one_line_error(capsys.readouterr().err)
+    assert main(experiment(a_file, *TINY)) == 2
+    assert f"--output '{a_file}' is a file" in one_line_error(capsys.readouterr().err)
+    assert not fake.calls
 
 
 def test_dev_protocol_runs_six_loso_folds_and_compares_paired_with_a_baseline(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mmbind.client.cli import main as client_main
+from mmbind.errors import FederationError
+from mmbind.processes import free_port
+from mmbind.server.cli import main as mmbind_main
 from mmbind.server.coordinator import main as server_main
 from mmbind.server.deployment import default_binding_address
 
@@ -62,8 +68,12 @@ def test_client_reads_utd_mhad_subjects(capsys: pytest.CaptureFixture[str]) -> N
     assert "215 samples" in err and "(labelled)" in err
 
 
-def test_server_with_redis_down_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code = server_main(["--port", "1", "--redis-url", "redis://127.0.0.1:1/0"])
+def test_server_with_redis_down_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = server_main(
+        ["--port", "1", "--redis-url", "redis://127.0.0.1:1/0", "--state-dir", str(tmp_path)]
+    )
     err = capsys.readouterr().err
     assert code == 5
     assert "redis://127.0.0.1:1/0" in err and "Traceback" not in err
@@ -71,3 +81,118 @@ def test_server_with_redis_down_is_a_clear_error(capsys: pytest.CaptureFixture[s
 
 def test_binding_service_defaults_next_to_the_superlink() -> None:
     assert default_binding_address("10.0.0.5:9093") == "10.0.0.5:9094"
+
+
+def one_line(err: str, prog: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{prog}: error:"), err
+    return lines[0]
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that a real socket listens on for the test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--subjects", ""], "--subjects '' names no subject"),
+        (["--subjects", ","], "--subjects ',' names no subject"),
+        (["--labelled", "--test"], "--labelled and --test exclude each other"),
+        (["--name", "a\\b"], "--name 'a\\\\b' cannot be passed to the SuperNode"),
+        (["--name", 'a"b'], "--name 'a\"b' must not contain"),
+        (["--name", "a\nb"], "--name 'a\\nb' cannot be passed to the SuperNode"),
+        (["--name", " "], "--name ' ' must not start or end with spaces"),
+        (["--max-retries", "-1"], "--max-retries must be >= 0"),
+        (["--port", "70000"], "--port must be in 1..65535"),
+    ],
+)
+def test_client_check_refuses_what_a_real_start_would(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    # Execute
+    code, err = client(capsys, "--modalities", "acc,gyro", *args)
+    # Assert
+    assert code == 2
+    assert message in one_line(err, "mmbind-client")
+
+
+def test_client_port_in_use_is_refused(
+    capsys: pytest.CaptureFixture[str], listening_port: int
+) -> None:
+    code, err = client(capsys, "--modalities", "acc", "--port", str(listening_port))
+    assert code == 2
+    assert f"127.0.0.1:{listening_port} is already in use" in one_line(err, "mmbind-client")
+
+
+def test_client_names_flower_can_carry_pass_the_check(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = client(capsys, "--modalities", "acc", "--name", "node A=1 (it's é)")
+    assert code == 0, err
+    assert "node A=1 (it's é): " in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--binding-port", "{port}"], "--binding-port {port} is the SuperLink's --port"),
+        (["--binding-port", "70000"], "invalid --binding-port"),
+        (["--redis-url", "redis://127.0.0.1:6379/abc"], "the database 'abc' must be a number"),
+        (["--redis-url", "http://127.0.0.1:6379"], "the scheme must be one of redis://"),
+        (["--state-dir", "/proc/mmbind-x"], "--state-dir '/proc/mmbind-x' cannot be created"),
+        (["--log-dir", "{file}"], "--log-dir '{file}' is a file"),
+    ],
+)
+def test_server_refuses_bad_arguments_before_starting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    # Prepare
+    port = free_port()
+    a_file = tmp_path / "hostname"
+    a_file.write_text("x")
+    values = {"port": port, "file": a_file}
+    args = [a.format(**values) for a in args]
+    # Execute
+    code = server_main(["--port", str(port), "--state-dir", str(tmp_path / "state"), *args])
+    # Assert
+    assert code == 2
+    assert message.format(**values) in one_line(capsys.readouterr().err, "mmbind-server")
+    assert not port_in_use(port)  # nothing was started
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_run_checks_its_output_before_submitting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a run_deployment that records the submission and stops
+    submitted: list[Path] = []
+
+    def run_deployment(_config: object, *, output: Path, **_kwargs: object) -> None:
+        submitted.append(output)
+        raise FederationError("stopped by the test")
+
+    monkeypatch.setattr("mmbind.server.deployment.run_deployment", run_deployment)
+    (tmp_path / "results.json").write_text('{"kept": true}')
+    run = ["run", "-q", "--superlink", "127.0.0.1:1", "--output"]
+    # Execute
+    unwritable = mmbind_main([*run, "/proc/mmbind-x"])
+    unwritable_err = capsys.readouterr().err
+    existing = mmbind_main([*run, str(tmp_path)])
+    existing_err = capsys.readouterr().err
+    overwrite = mmbind_main([*run, str(tmp_path), "--overwrite"])
+    # Assert
+    assert unwritable == 2
+    assert "--output '/proc/mmbind-x' cannot be created" in one_line(unwritable_err, "mmbind")
+    assert existing == 2
+    assert "results.json already exists; pass --overwrite" in one_line(existing_err, "mmbind")
+    assert overwrite == FederationError.exit_code and submitted == [tmp_path]
+    assert json.loads((tmp_path / "results.json").read_text()) == {"kept": True}

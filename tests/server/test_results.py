@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from mmbind.errors import ConfigError
 from mmbind.run_config import RunConfig
-from mmbind.server.results import metrics_from_confusion
+from mmbind.server.results import check_output, metrics_from_confusion
 
 
 def test_metrics_from_confusion_by_hand() -> None:
@@ -34,6 +36,12 @@ def test_run_config_round_trips_through_flower_form() -> None:
         ({"methods": "mmbind,foo"}, "methods"),
         ({"batch_size": 1}, "batch-size=1"),
         ({"nope": 1}, "nope"),
+        ({"methods": ","}, "methods=.*give at least one method of lower_bound, unimodal"),
+        ({"weighting": "foo"}, "weighting='foo': weighting must be one of .*similarity.*uniform"),
+        ({"weighting": "power"}, "weighting='power'.*without parameters"),
+        ({"seed": -1}, "seed=-1"),
+        ({"nodes_per_role": 0}, "nodes-per-role=0"),
+        ({"split": -1}, "split=-1"),
     ],
 )
 def test_run_config_errors_name_the_value(values: dict[str, object], message: str) -> None:
@@ -53,3 +61,30 @@ def test_label_budgets_parse_from_flower_form_and_round_trip() -> None:
 def test_negative_label_budget_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="label-budgets"):
         RunConfig.from_flower({"label-budgets": "54,-1"})
+
+
+def test_check_output_creates_the_folder_and_refuses_an_existing_results_json(
+    tmp_path: Path,
+) -> None:
+    # Prepare
+    folder = tmp_path / "a" / "b"
+    # Execute
+    assert check_output(folder) == folder
+    (folder / "results.json").write_text("{}")
+    # Assert
+    assert folder.is_dir()
+    with pytest.raises(ConfigError, match=r"results\.json already exists; pass --overwrite"):
+        check_output(folder)
+    assert check_output(folder, overwrite=True) == folder
+    assert (folder / "results.json").read_text() == "{}"  # checking writes nothing
+
+
+def test_check_output_refuses_a_folder_it_cannot_create_or_a_file(tmp_path: Path) -> None:
+    # Prepare
+    a_file = tmp_path / "hostname"
+    a_file.write_text("x")
+    # Execute, Assert
+    with pytest.raises(ConfigError, match="--output '/proc/mmbind-x' cannot be created"):
+        check_output("/proc/mmbind-x")
+    with pytest.raises(ConfigError, match=f"--output '{a_file}' is a file"):
+        check_output(a_file)

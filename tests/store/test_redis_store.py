@@ -12,7 +12,7 @@ import redis
 from mmbind.errors import ConfigError, ShapeError, StoreError
 from mmbind.server import redis_store as redis_store_module
 from mmbind.server.binding_service import NodeManifest
-from mmbind.server.redis_store import RedisBindingStore, redact_url
+from mmbind.server.redis_store import RedisBindingStore, check_redis_url, redact_url
 
 
 def closed_port() -> int:
@@ -107,6 +107,30 @@ def test_redis_down_is_a_store_error_after_retries() -> None:
 def test_bad_url_scheme_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError, match="invalid Redis URL"):
         RedisBindingStore(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://127.0.0.1:6379/abc", "the database 'abc' must be a number"),
+        ("redis://:pw@127.0.0.1:6379/-1", "redis://:\\*\\*\\*@127.0.0.1:6379/-1'.*'-1' must be"),
+        ("redis://127.0.0.1:6379/1/2", "the database '1/2'"),
+        ("redis://127.0.0.1:6379/0?db=x", "the database 'x'"),
+        ("unix:///run/redis.sock?db=one", "the database 'one'"),
+        ("redis://127.0.0.1:port/0", "Port could not be cast"),
+    ],
+)
+def test_a_database_that_is_not_a_number_is_a_config_error(url: str, message: str) -> None:
+    # redis-py alone reads redis://host/abc as database 0, without a word
+    with pytest.raises(ConfigError, match=message):
+        RedisBindingStore(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/15", "redis://h", "rediss://h:1/", "unix:///r.sock?db=2"]
+)
+def test_good_urls_are_accepted(url: str) -> None:
+    check_redis_url(url)
 
 
 def test_bad_settings_are_config_errors() -> None:
