@@ -100,7 +100,11 @@ def open_store(redis_url: str) -> BindingStore:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = MMBindSettings()
+    try:
+        settings = MMBindSettings.load()
+    except MMBindError as exc:
+        print(f"mmbind-server: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     logging.basicConfig(
         level=(args.log_level or settings.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

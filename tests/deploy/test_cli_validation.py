@@ -196,3 +196,12 @@ def test_run_checks_its_output_before_submitting(
     assert "results.json already exists; pass --overwrite" in one_line(existing_err, "mmbind")
     assert overwrite == FederationError.exit_code and submitted == [tmp_path]
     assert json.loads((tmp_path / "results.json").read_text()) == {"kept": True}
+
+
+def test_server_bad_environment_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MMBIND_NUM_CPUS", "many")
+    assert server_main(["--port", "19999"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MMBIND_NUM_CPUS" in err[0]
