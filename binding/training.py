@@ -189,6 +189,7 @@ def align(
     injected: Mapping[str, tuple[Tensor, Tensor]] | None = None,
     injected_scale: float = 1.0,
     warp: float = 0.0,
+    self_views: bool = False,
 ) -> float:
     """Weighted contrastive alignment of pseudo-complete tuples (AdamW).
 
@@ -250,6 +251,10 @@ def align(
         Weight of the injected term, finite and >= 0.
     warp : float
         Strength of :func:`warp_windows` applied after :func:`augment_windows`.
+    self_views : bool
+        Add a second, independently augmented view of every own window to its tuple (a
+        SimCLR-style positive within the modality, Chen et al., ICML 2020); useful only with
+        ``augment`` or ``warp`` > 0.
 
     Returns
     -------
@@ -351,6 +356,20 @@ def align(
                     encoded_any = True
                 views.append(view)
                 present[:, v] = has
+            if self_views:
+                # A second augmented view of every own window: a positive of its own tuple.
+                extra = []
+                for m in own:
+                    rows_b = own_rows[m][idx] if m in own_rows else torch.ones(b, dtype=torch.bool)
+                    if not bool(rows_b.any()):
+                        continue
+                    pos = rows_b.nonzero().squeeze(1)
+                    z = model.embed(m, _augment(own[m][idx[pos]], augment, warp, gen))
+                    views.append(torch.zeros(b, model.proj_dim, dtype=z.dtype).index_put((pos,), z))
+                    extra.append(rows_b)
+                present = (
+                    torch.cat([present, torch.stack(extra, dim=1)], dim=1) if extra else present
+                )
             loss: Tensor = loss_fn(torch.stack(views, dim=1), present, w_all[idx])
             objective = loss + _injected_term(model, own, inject, batch_size, gen, augment, warp)
             if encoded_any or inject:  # a batch without any own window has nothing to train

@@ -287,6 +287,7 @@ class LocalNode:
             weight_decay=cfg.weight_decay,
             augment=cfg.align_augment,
             warp=cfg.align_warp,
+            self_views=cfg.align_self_views,
             partner_grads=grads,
             injected=pushed,
             injected_scale=cfg.partner_grad_scale,

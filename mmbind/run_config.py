@@ -85,6 +85,9 @@ class RunConfig(BaseModel):
         1.0, ge=0, description="weight of the routed partner gradients in the partner's steps"
     )
     align_warp: float = Field(0.0, ge=0, description="time-warp strength in alignment")
+    align_self_views: bool = Field(
+        False, description="alignment adds a second augmented view of every own window"
+    )
     finetune_warp: float = Field(0.0, ge=0, description="time-warp strength in fine-tuning")
     finetune_weight_decay: float = Field(0.01, ge=0, description="fine-tuning's weight decay")
     finetune_batch_size: int = Field(32, ge=2, description="fine-tuning's batch size")

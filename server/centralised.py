@@ -432,6 +432,7 @@ def _align_pooled(
             weight_decay=cfg.weight_decay,
             augment=cfg.align_augment,
             warp=cfg.align_warp,
+            self_views=cfg.align_self_views,
         )
         history[f"{LABEL}.align.loss"].append(float(loss))
     progress(f"{LABEL}: align", cfg.align_rounds, cfg.align_rounds)

@@ -521,3 +521,22 @@ def test_warp_windows_stretches_and_shifts_time_and_is_seeded() -> None:
     assert bool((a[:, 1:] >= a[:, :-1] - 1e-6).all())
     assert not torch.allclose(a, x)
     torch.testing.assert_close(a[:, :, 0], a[:, :, 2])  # one warp per sample, all channels
+
+
+def test_self_views_add_an_augmented_positive_per_own_modality() -> None:
+    # Prepare: one modality only, no partner: without self views no anchor has a positive
+    torch.manual_seed(0)
+    x = torch.randn(8, 120, 3)
+    kwargs = dict(epochs=1, batch_size=8, lr=1e-3, temperature=0.1, seed=0, warp=1.0, augment=1.0)
+    kwargs["weight_decay"] = 0.0
+    plain, with_self = _two_modal_model(), _two_modal_model()
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+
+    # Execute
+    loss_plain = align(plain, {"acc": x}, {}, torch.ones(8), **kwargs)  # type: ignore[arg-type]
+    loss_self = align(with_self, {"acc": x}, {}, torch.ones(8), self_views=True, **kwargs)  # type: ignore[arg-type]
+
+    # Assert: the plain call trains nothing; self views give a loss and move the encoder
+    assert loss_plain == 0.0 and loss_self > 0.0
+    assert all(torch.equal(v, before[k]) for k, v in plain.state_dict().items())
+    assert not torch.equal(with_self.encoders["acc"].out.weight, before["encoders.acc.out.weight"])
