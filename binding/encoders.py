@@ -241,12 +241,16 @@ class EncoderSpec:
     norm : {"group", "batch"} or None
         Normalisation layers; None: the architecture's default (``"batch"`` for ``"paper"``,
         ``"group"`` otherwise).
+    hidden : int
+        Channels of the convolutions of ``"conv"``, ``"tconv"`` and ``"gru"`` (a multiple
+        of 8; the paper's networks have their own widths).
     """
 
     arch: str = "conv"
     embed_dim: int = 128
     dropout: float = 0.0
     norm: str | None = None
+    hidden: int = DEFAULT_HIDDEN
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -255,6 +259,9 @@ class EncoderSpec:
             )
         _check_positive_int("embed_dim", self.embed_dim)
         _check_dropout(self.dropout)
+        _check_positive_int("hidden", self.hidden)
+        if self.hidden % _GROUPS:
+            raise ConfigError(f"hidden must be a multiple of {_GROUPS}; got {self.hidden}")
         if self.norm not in (None, "group", "batch"):
             raise ConfigError(f"norm must be 'group' or 'batch'; got {self.norm!r}")
 
@@ -281,7 +288,12 @@ def build_encoder(modality: str, spec: EncoderSpec | None = None) -> nn.Module:
             modality, spec.embed_dim, dropout=spec.dropout, norm=spec.norm or "batch"
         )
     return SensorEncoder(
-        modality, spec.embed_dim, arch=spec.arch, norm=spec.norm or "group", dropout=spec.dropout
+        modality,
+        spec.embed_dim,
+        spec.hidden,
+        arch=spec.arch,
+        norm=spec.norm or "group",
+        dropout=spec.dropout,
     )
 
 

@@ -82,7 +82,7 @@ class FusionModel(nn.Module):
         self.mask_vector: bool = bool(mask_vector)
         base = encoder or EncoderSpec()
         self.encoder_spec: EncoderSpec = EncoderSpec(
-            base.arch, embed_dim, dropout=base.dropout, norm=base.norm
+            base.arch, embed_dim, dropout=base.dropout, norm=base.norm, hidden=base.hidden
         )
         self.encoders = nn.ModuleDict(
             {m: build_encoder(m, self.encoder_spec) for m in self.modalities}

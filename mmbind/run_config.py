@@ -51,6 +51,7 @@ class RunConfig(BaseModel):
         "conv", description="encoder architecture (mmbind.binding.encoders)"
     )
     encoder_dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside the encoders")
+    encoder_hidden: int = Field(64, ge=8, le=1024, description="conv channels of the encoders")
     encoder_norm: Literal["default", "group", "batch"] = Field(
         "default", description="encoder normalisation layers (default: the architecture's)"
     )
@@ -169,7 +170,9 @@ class RunConfig(BaseModel):
         from mmbind.binding.encoders import EncoderSpec
 
         norm = None if self.encoder_norm == "default" else self.encoder_norm
-        return EncoderSpec(self.encoder, self.embed_dim, self.encoder_dropout, norm)
+        return EncoderSpec(
+            self.encoder, self.embed_dim, self.encoder_dropout, norm, hidden=self.encoder_hidden
+        )
 
     @classmethod
     def from_flower(cls, user_config: Mapping[str, Any]) -> RunConfig:
