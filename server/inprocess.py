@@ -48,7 +48,10 @@ class InProcessGrid:
     run_config : mapping
         Flower run config (kebab-case keys) every node's context carries.
     node_configs : sequence of mapping
-        One Flower node config per node; node ids are ``1..len(node_configs)``.
+        One Flower node config per node.
+    first_node_id : int, optional
+        Node ids are ``first_node_id, first_node_id + 1, ...`` (default 1). Flower's own ids
+        are random unsigned 64-bit integers; pass one above ``2**63`` to test that range.
     observe : callable, optional
         ``observe(message, reply)`` after every delivery (tests look inside messages).
     """
@@ -59,8 +62,11 @@ class InProcessGrid:
         run_config: Mapping[str, Any],
         node_configs: Sequence[Mapping[str, Any]],
         *,
+        first_node_id: int = 1,
         observe: Callable[[Message, Message], None] | None = None,
     ) -> None:
+        if not (0 < first_node_id and first_node_id + len(node_configs) <= 2**64):
+            raise ValueError(f"first_node_id={first_node_id}: node ids must fit in 1..2**64-1")
         self.client_app = client_app
         self.contexts = {
             nid: Context(
@@ -70,7 +76,7 @@ class InProcessGrid:
                 state=RecordDict(),
                 run_config=dict(run_config),
             )
-            for nid, cfg in enumerate(node_configs, start=1)
+            for nid, cfg in enumerate(node_configs, start=first_node_id)
         }
         self.seconds: dict[str, float] = {}
         """Seconds spent in the ClientApp per message type."""

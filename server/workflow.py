@@ -179,9 +179,9 @@ class Workflow:
         # End-to-end alignment: per method, node and modality, where each routed partner
         # feature came from ((partner ids, partner rows), parallel to its index), and the
         # gradients waiting to go to each partner with its next align message.
-        self._sources: dict[str, dict[int, dict[str, tuple[NDArray[np.int64], ...]]]] = defaultdict(
-            lambda: defaultdict(dict)
-        )
+        self._sources: dict[
+            str, dict[int, dict[str, tuple[NDArray[np.uint64], NDArray[np.int64]]]]
+        ] = defaultdict(lambda: defaultdict(dict))
         self._routed_grads: dict[str, dict[int, dict[str, NDArray[np.generic]]]] = {}
         self._attempt_phases: dict[str, float] = defaultdict(float)
         self._attempt_start = time.perf_counter()
@@ -719,7 +719,7 @@ class Workflow:
                 m = b.request.modality
                 rows: list[NDArray[np.int64]] = []
                 feats: list[NDArray[np.float32]] = []
-                source_node: list[NDArray[np.int64]] = []
+                source_node: list[NDArray[np.uint64]] = []  # Flower node ids are uint64
                 source_row: list[NDArray[np.int64]] = []
                 for p in np.unique(b.partner_node_ids):
                     if int(p) not in features:
@@ -729,7 +729,7 @@ class Workflow:
                     pos = np.searchsorted(asked, b.bindings.partner_index[sel])
                     rows.append(b.bindings.query_index[sel].astype(np.int64))
                     feats.append(np.asarray(features[int(p)][m], np.float32)[pos])
-                    source_node.append(np.full(int(sel.sum()), int(p), dtype=np.int64))
+                    source_node.append(np.full(int(sel.sum()), p, dtype=np.uint64))
                     source_row.append(b.bindings.partner_index[sel].astype(np.int64))
                 if rows:
                     arrays[f"{m}.index"] = np.concatenate(rows)

@@ -42,6 +42,7 @@ def run_inprocess(config: RunConfig) -> tuple[Workflow, list[tuple[int, Message,
         make_client_app(run_config, node_factory=factory),
         run_config,
         len(nodes),
+        first_node_id=2**63 + 7,  # Flower's node ids are uint64: past int64's range here
         observe=lambda msg, reply: seen.append((msg.metadata.dst_node_id, msg, reply)),
     )
     workflow = Workflow(grid, config, InMemoryBindingStore(), run_id="grads")  # type: ignore[arg-type]
