@@ -77,7 +77,7 @@ class RunConfig(BaseModel):
         "fresh ones (binding always uses the autoencoders)",
     )
     partner_grads: bool = Field(
-        False,
+        True,
         description="end-to-end alignment of bound tuples: nodes send back the gradient of "
         "their loss w.r.t. partner embeddings; the coordinator routes it to the partner, "
         "which back-propagates it into its encoder (next round)",
@@ -98,7 +98,7 @@ class RunConfig(BaseModel):
         0.3, ge=0, description="encoders' fine-tuning lr relative to the classifier's; 0 freezes"
     )
     normalization: Literal["channel", "axis", "modality"] = Field(
-        "channel",
+        "axis",
         description="which channels share one mean/std: each channel, the modality's geometry "
         "(IMU axes together, skeleton per axis over joints, as the paper), or all",
     )

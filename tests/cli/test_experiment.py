@@ -472,7 +472,7 @@ def test_tiny_dev_protocol_on_the_simulation_engine(tmp_path: Path) -> None:
 
     # Execute
     base = run(tmp_path / "base")
-    new = run(tmp_path / "new", "-c", "normalization=axis", "--compare", str(tmp_path / "base"))
+    new = run(tmp_path / "new", "-c", "normalization=channel", "--compare", str(tmp_path / "base"))
 
     # Assert
     assert base.returncode == 0, base.stderr[-3000:]
@@ -480,5 +480,5 @@ def test_tiny_dev_protocol_on_the_simulation_engine(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "new" / "results.json").read_text())
     acc = results["comparison"]["methods"]["mmbind"]["accuracy"]
     assert acc["runs"] == 2 and acc["wins"] + acc["losses"] + acc["ties"] == 2
-    assert results["comparison"]["recipe_differences"] == ["normalization: 'channel' -> 'axis'"]
+    assert results["comparison"]["recipe_differences"] == ["normalization: 'axis' -> 'channel'"]
     assert "Against another recipe" in (tmp_path / "new" / "report.md").read_text()

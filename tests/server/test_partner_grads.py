@@ -95,7 +95,7 @@ def _requests(workflow: Workflow) -> list:  # type: ignore[type-arg]
 
 @pytest.mark.integration
 def test_without_partner_gradients_no_gradient_travels(one_torch_thread: None) -> None:
-    _, seen = run_inprocess(RunConfig.from_mapping(TINY))
+    _, seen = run_inprocess(RunConfig.from_mapping({**TINY, "partner_grads": False}))
     keys = {
         k
         for _, msg, reply in seen
