@@ -105,8 +105,8 @@ def test_same_seed_gives_the_same_run() -> None:
 def test_alignment_pools_every_training_node_into_one_call_per_round(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Prepare: record every align call of the run.
-    config = tiny(seed=4, align_rounds=2, align_epochs=2, refresh_every=1)
+    # Prepare: record every align call of the run (partner embeddings, not end-to-end tuples).
+    config = tiny(seed=4, align_rounds=2, align_epochs=2, refresh_every=1, partner_grads=False)
     calls: list[dict[str, Any]] = []
     real_align = centralised.align
 
@@ -152,6 +152,43 @@ def test_alignment_pools_every_training_node_into_one_call_per_round(
             expect[starts[k] : starts[k] + sizes[k]] = True
             assert torch.equal(bound[m], expect)
             assert call["partner"][m].shape == (total, config.proj_dim)
+
+
+def test_end_to_end_alignment_pairs_the_partners_raw_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: end-to-end tuples (partner_grads): a node's lacking modality is filled with the
+    # bound partner's *windows*, encoded with gradient in the same batch.
+    config = tiny(seed=4, align_rounds=1, align_epochs=1, partner_grads=True)
+    calls: list[dict[str, Any]] = []
+    real_align = centralised.align
+
+    def spy(model: Any, own: Any, partner: Any, weights: Any, **kwargs: Any) -> float:
+        calls.append({"own": own, "partner": partner, **kwargs})
+        return real_align(model, own, partner, weights, **kwargs)
+
+    monkeypatch.setattr(centralised, "align", spy)
+    nodes, _ = normalised_nodes(config)
+    train = [n for n in nodes if n.trains]
+    sizes = [len(n.data) for n in train]
+    starts = np.cumsum([0, *sizes[:-1]])
+    roles = [n.role for n in train]
+    # Execute
+    run_centralised(config)
+    # Assert: A (acc+skeleton) gets gyro windows that are rows of B's gyro, and B skeleton
+    # windows that are rows of A's; C binds to nobody and keeps its lacking modality empty.
+    (call,) = calls
+    for m, role, partner in (("gyro", "A", "B"), ("skeleton", "B", "A")):
+        k, j = roles.index(role), roles.index(partner)
+        block = call["own"][m][starts[k] : starts[k] + sizes[k]]
+        held = call["own_present"][m][starts[k] : starts[k] + sizes[k]]
+        assert bool(held.all())
+        source = train[j].tensor(m).flatten(1)
+        for row in block.flatten(1):
+            assert bool((source == row).all(dim=1).any()), f"{role}'s {m} row is no {partner} row"
+    c = roles.index("C")
+    assert not bool(call["own_present"]["acc"][starts[c] : starts[c] + sizes[c]].any())
+    assert not any(bool(b.any()) for b in call["partner_present"].values())
 
 
 def test_several_nodes_per_role_are_pooled() -> None:
