@@ -7,23 +7,31 @@ the same topology runs as processes in ``test_deployment.py``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from host_tools import system_tool_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
-def test_compose_file_is_valid() -> None:
+def test_compose_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: the PYTHONPATH Flower's Ray backend leaves behind after an in-process
+    # simulation (this interpreter's sys.path: the venv's requests, urllib3, ...)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    # Execute: Debian's docker-compose (a /usr/bin/python3 script) in a clean environment
     proc = subprocess.run(
         ["docker-compose", "-f", str(COMPOSE), "config", "-q"],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True, text=True, cwd=ROOT, check=False, env=system_tool_env(),
     )  # fmt: skip
+    # Assert
     assert proc.returncode == 0, proc.stderr
 
 
