@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from deploy_harness import NODES, TINY, Deployment, alive, run_id_of
 
-from mmbind.client.data.normalization import ChannelMoments, normalize
+from mmbind.client.data.normalization import ChannelMoments, merge_normalization, normalize
 from mmbind.client.data.synthetic import make_synthetic
 from mmbind.server.redis_store import RedisBindingStore
 
@@ -50,19 +50,19 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
 
 
 def window_probes() -> list[bytes]:
-    """32-byte slices of every node's windows, raw and normalised as the nodes do it."""
+    """32-byte slices of every node's windows, raw and normalised as the nodes do it (under
+    every normalisation scheme, the default ``axis`` included)."""
     data = make_synthetic(trials=TINY["synthetic-trials"], seed=0)
     probes: list[bytes] = []
-    train = {m: [] for m in ("acc", "gyro", "skeleton")}
+    train: dict[str, list[ChannelMoments]] = {m: [] for m in ("acc", "gyro", "skeleton")}
     for _name, modalities, subjects, extra in NODES:
         part = data.for_subjects(int(s) for s in subjects.split(","))
         for m in modalities.split(","):
             if "--test" not in extra:
                 train[m].append(ChannelMoments.from_windows(part.windows[m]))
-    stats = {m: ChannelMoments.sum(parts) for m, parts in train.items()}
+    schemes = [merge_normalization(train, s) for s in ("channel", "axis", "modality")]
     for m, w in data.windows.items():
-        mean, std = stats[m].mean.astype(np.float32), stats[m].std.astype(np.float32)
-        for windows in (w, normalize(w, mean, std)):
+        for windows in (w, *(normalize(w, *stats[m]) for stats in schemes)):
             for window in windows:
                 flat = np.ascontiguousarray(window, dtype=np.float32).ravel()
                 mid = flat.size // 2
