@@ -65,7 +65,7 @@ class InProcessGrid:
         first_node_id: int = 1,
         observe: Callable[[Message, Message], None] | None = None,
     ) -> None:
-        if not (0 < first_node_id and first_node_id + len(node_configs) <= 2**64):
+        if not (first_node_id > 0 and first_node_id + len(node_configs) <= 2**64):
             raise ValueError(f"first_node_id={first_node_id}: node ids must fit in 1..2**64-1")
         self.client_app = client_app
         self.contexts = {
