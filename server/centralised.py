@@ -55,11 +55,12 @@ from mmbind.binding.fusion import FusionModel
 from mmbind.binding.training import align, pretrain_autoencoder
 from mmbind.binding.weights import get_weighting
 from mmbind.client.data.dataset import MultimodalDataset
-from mmbind.client.data.normalization import ChannelMoments, merge_normalization
 from mmbind.client.local_data import simulated_nodes
-from mmbind.client.node import LocalNode, PartnerView
+from mmbind.client.node import LocalNode
 from mmbind.errors import DataError
 from mmbind.modalities import REGISTRY
+from mmbind.moments import ChannelMoments, merge_normalization
+from mmbind.partners import PartnerView
 from mmbind.run_config import RunConfig
 from mmbind.server.binding_service import (
     BindingService,

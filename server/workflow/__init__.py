@@ -22,20 +22,23 @@ The package along its seams:
 ``phases``     phases 1, 2, 5, 6 as configure/aggregate functions (no transport)
 ``binding``    phase 3: embedding requests and the binding's report
 ``routing``    phase 4: partner features, and partner gradients back
+``roster``     the run's nodes and dropouts
+``rounds``     each phase's rounds: configure, send, decode, aggregate
 ``schedule``   the run's checkpointed steps (a typed :class:`Step`)
 ``checkpoint`` fencing, checkpoint save and restore
 ``result``     what a run measured (:class:`RunResult`), the phase clock
-``run``        :class:`Workflow`: the schedule over the channel
+``run``        :class:`Workflow`: the rounds on the run's schedule
 ============== ===============================================================
 """
 
 from __future__ import annotations
 
+from mmbind.server.workflow.binding import BindingServiceAPI
 from mmbind.server.workflow.channel import NODE_POLL_SECONDS, POLL_SECONDS, NodeChannel
 from mmbind.server.workflow.checkpoint import PRETRAINED
 from mmbind.server.workflow.phases import Routed, State
 from mmbind.server.workflow.result import RunResult
-from mmbind.server.workflow.run import BindingServiceAPI, Progress, Workflow
+from mmbind.server.workflow.run import Progress, Workflow
 from mmbind.server.workflow.schedule import Step
 
 __all__ = [

@@ -9,7 +9,7 @@ nodes sent evaluation labels).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,7 +17,25 @@ from numpy.typing import NDArray
 
 from mmbind import wire
 from mmbind.binding.diagnostics import class_similarity, pairing_confusion
+from mmbind.manifest import NodeManifest
 from mmbind.server.binding_service import BindRequest, NodeBinding, binding_report
+
+
+class BindingServiceAPI(Protocol):
+    """What the workflow needs of a binding service: in-process or over gRPC."""
+
+    def register(self, manifest: NodeManifest) -> None: ...
+
+    @property
+    def nodes(self) -> list[NodeManifest]: ...
+
+    def upload(
+        self, node_id: int, embeddings: NDArray[np.float32], labels: NDArray[np.int64] | None = None
+    ) -> None: ...
+
+    def bind(
+        self, requests: Sequence[BindRequest], *, by: str = "modality", seed: int = 0
+    ) -> list[NodeBinding]: ...
 
 
 def configure_embed(

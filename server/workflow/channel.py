@@ -70,8 +70,7 @@ class NodeChannel:
         """Per node id, ``[bytes received from it, bytes sent to it]``."""
 
     def describe(self, node_id: int) -> str:
-        role = self._role(node_id)
-        return f"node {node_id} ({role})" if role is not None else f"node {node_id}"
+        return describe(node_id, self._role(node_id))
 
     def wait_for_nodes(self, min_nodes: int, wait_seconds: float) -> list[int]:
         """Node ids once ``min_nodes`` are connected; a FederationError after ``wait_seconds``.
@@ -213,6 +212,11 @@ class NodeChannel:
             for name, arr in record.items()
         ]
         self._event({"kind": "wire", "node_id": node_id, "message": message_type, "arrays": arrays})
+
+
+def describe(node_id: int, role: str | None) -> str:
+    """A node as log lines and errors name it."""
+    return f"node {node_id} ({role})" if role is not None else f"node {node_id}"
 
 
 def content_bytes(content: RecordDict) -> int:

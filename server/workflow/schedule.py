@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from mmbind.errors import FederationError
-from mmbind.methods import MethodSpec
+from mmbind.methods import SPECS, MethodSpec
 from mmbind.run_config import RunConfig
 
 Phase = Literal["pretrain", "binding", "align", "budget", "finetune", "evaluate"]
@@ -68,3 +68,23 @@ def resume_index(steps: Sequence[Step], last: str) -> int:
     """
     names = [str(s) for s in steps]
     return names.index(last) if last in names else -1
+
+
+def runnable(config: RunConfig, unpaired: Sequence[str]) -> tuple[list[MethodSpec], dict[str, str]]:
+    """The methods a run trains, in the config's order, and why each other one is skipped.
+
+    The upper bound needs naturally paired data on every training node; ``unpaired``
+    are the names of those that hold none.
+    """
+    tracks: list[MethodSpec] = []
+    skipped: dict[str, str] = {}
+    for method in config.methods:
+        spec = SPECS[method]
+        if spec.oracle and unpaired:
+            skipped[method] = (
+                f"nodes {', '.join(sorted(unpaired))} hold no naturally paired data "
+                "(start them with mmbind-client --paired-data)"
+            )
+            continue
+        tracks.append(spec)
+    return tracks, skipped
