@@ -1,7 +1,8 @@
 """The Flower ClientApp of an mmbind node.
 
-Each handler decodes one message of :mod:`mmbind.wire`, runs the matching
-:class:`~mmbind.client.node.LocalNode` step and encodes the reply. Errors that
+Every handler takes one path: decode the message into its request of
+:mod:`mmbind.wire`, install the coordinator's normalisation, run the matching
+:class:`~mmbind.client.node.LocalNode` step and encode its reply. Errors that
 mmbind raises on purpose are logged as one line and re-raised, so Flower returns
 an error reply that the coordinator turns into a :class:`FederationError`.
 """
@@ -10,19 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import wraps
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from mmbind import wire
 from mmbind.binding.fusion import FusionModel
 from mmbind.client.local_data import node_from_context
-from mmbind.client.node import LocalNode, PartnerView
+from mmbind.client.node import LocalNode
 from mmbind.errors import MMBindError
 from mmbind.run_config import RunConfig
 
@@ -30,77 +29,138 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Message, Context], Message]
 
-
-@dataclass(frozen=True)
-class _Request:
-    """One decoded message: the node it is for, the run config and the message config."""
-
-    message: Message
-    node: LocalNode
-    config: RunConfig
-    cfg: ConfigRecord
-
-    def model(self, track: str | None = None) -> FusionModel:
-        """The global model the message carries (``track``'s, in a lockstep message)."""
-        key = wire.MODEL if track is None else wire.track_key(track, wire.MODEL)
-        record = self.message.content.array_records[key]
-        modalities = tuple(wire.get_str(self.cfg, "modalities").split(","))
-        mask = track is not None and self.flag(wire.track_key(track, "mask-vector"))
-        model = FusionModel(
-            modalities,
-            self.config.embed_dim,
-            self.config.proj_dim,
-            self.node.data.num_classes,
-            mask_vector=mask,
-            encoder=self.config.encoder_spec(),
-        )
-        model.load_state_dict(wire.record_to_state(record))
-        return model
-
-    def tracks(self) -> list[str]:
-        """The methods a lockstep message carries."""
-        return wire.names(self.cfg, wire.TRACKS)
-
-    def int(self, key: str) -> int:
-        return wire.get_int(self.cfg, key)
-
-    def flag(self, key: str) -> bool:
-        return wire.get_bool(self.cfg, key)
-
-    def arrays(self, key: str) -> dict[str, np.ndarray]:
-        return wire.record_to_arrays(self.message.content.array_records[key])
-
-    def reply(self, content: RecordDict) -> Message:
-        return Message(content, reply_to=self.message)
-
-
 NodeFactory = Callable[[RunConfig, Mapping[str, object]], LocalNode]
 """``factory(run_config, node_config)``: the :class:`LocalNode` a ClientApp process serves."""
 
 
-def _open(
-    message: Message, context: Context, overrides: Mapping[str, Any], factory: NodeFactory
-) -> _Request:
-    """Decode a message: find this node, install the coordinator's normalisation."""
-    config = RunConfig.from_flower({**dict(context.run_config), **overrides})
-    node = factory(config, dict(context.node_config))
-    record = message.content.array_records.get(wire.NORMALIZATION)
-    if record is not None:
-        arrays = wire.record_to_arrays(record)
-        node.set_normalization(
-            {
-                k.removesuffix(".mean"): (
-                    np.asarray(arrays[k], np.float32),
-                    np.asarray(arrays[k.removesuffix(".mean") + ".std"], np.float32),
-                )
-                for k in arrays
-                if k.endswith(".mean")
-            }
+class _Reply(Protocol):
+    def to_record(self) -> RecordDict: ...
+
+
+class _Request(Protocol):
+    @property
+    def normalization(self) -> wire.Normalization | None: ...
+
+
+R = TypeVar("R", bound=_Request)
+
+
+def _model(
+    node: LocalNode,
+    config: RunConfig,
+    modalities: tuple[str, ...],
+    state: wire.State,
+    *,
+    mask_vector: bool = False,
+) -> FusionModel:
+    """A fusion model of the run's layout holding ``state`` (a message's global model)."""
+    model = FusionModel(
+        modalities,
+        config.embed_dim,
+        config.proj_dim,
+        node.data.num_classes,
+        mask_vector=mask_vector,
+        encoder=config.encoder_spec(),
+    )
+    model.load_state_dict(state)
+    return model
+
+
+def _track_model(
+    node: LocalNode, config: RunConfig, models: wire.Models, track: wire.Track
+) -> FusionModel:
+    return _model(
+        node, config, models.modalities, models.states[track.name], mask_vector=track.mask_vector
+    )
+
+
+# ------------------------------------------------------------------ the steps
+def manifest(node: LocalNode, config: RunConfig, req: wire.ManifestRequest) -> wire.ManifestReply:
+    return wire.ManifestReply(node.manifest())
+
+
+def pretrain(node: LocalNode, config: RunConfig, req: wire.PretrainRequest) -> wire.PretrainReply:
+    states, metrics = node.pretrain(req.states, epochs=req.epochs, seed=req.seed)
+    return wire.PretrainReply(
+        states=dict(states),
+        losses={m: metrics[f"{m}.loss"] for m in states},
+        num_samples={m: metrics[f"{m}.num-samples"] for m in states},
+    )
+
+
+def embed(node: LocalNode, config: RunConfig, req: wire.EmbedRequest) -> wire.EmbedReply:
+    model = _model(node, config, req.modalities, req.state)
+    return wire.EmbedReply(
+        embeddings=node.embed(model, req.modality),
+        evaluation_labels=node.evaluation_labels() if req.evaluation_labels else None,
+        # Label binding shares label ids, never the windows.
+        labels=node.label_ids() if req.labels else None,
+    )
+
+
+def features(node: LocalNode, config: RunConfig, req: wire.FeaturesRequest) -> wire.FeaturesReply:
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for track in req.models.tracks:
+        model = _track_model(node, config, req.models, track)
+        out[track.name] = {
+            modality: node.features(model, modality, index)
+            for modality, index in req.rows[track.name].items()
+        }
+    return wire.FeaturesReply(out)
+
+
+def align(node: LocalNode, config: RunConfig, req: wire.AlignRequest) -> wire.AlignReply:
+    reply = wire.AlignReply(
+        states={}, num_samples=float(len(node.data)), losses={}, confidence={}, trained={}
+    )
+    for track in req.models.tracks:
+        model = _track_model(node, config, req.models, track)
+        partners = req.partners[track.name]
+        grads: dict[str, np.ndarray] | None = {} if config.partner_grads else None
+        loss = node.align(
+            model,
+            partners.views,
+            partners.weights,
+            epochs=req.epochs,
+            seed=req.seed,
+            oracle=track.oracle,
+            partner_grads=grads,
+            injected=req.routed_grads.get(track.name, {}),
         )
-    cfg = message.content.config_records.get(wire.CONFIG, ConfigRecord())
-    return _Request(message, node, config, cfg)
+        reply.states[track.name] = model.state_dict()
+        if grads:
+            reply.partner_grads[track.name] = grads
+        reply.losses[track.name] = loss
+        weights = partners.weights
+        reply.confidence[track.name] = float(weights.mean()) if weights.size else 0.0
+        reply.trained[track.name] = node.held(track.oracle)
+    return reply
 
 
+def finetune(node: LocalNode, config: RunConfig, req: wire.FinetuneRequest) -> wire.FinetuneReply:
+    budget = config.label_budget if req.label_budget is None else req.label_budget
+    reply = wire.FinetuneReply(
+        states={}, num_samples=float(len(node.labelled_subset(budget))), losses={}
+    )
+    for track in req.models.tracks:
+        model = _track_model(node, config, req.models, track)
+        reply.losses[track.name] = node.finetune(
+            model, epochs=req.epochs, seed=req.seed, budget=budget
+        )
+        reply.states[track.name] = model.state_dict()
+    return reply
+
+
+def evaluate(node: LocalNode, config: RunConfig, req: wire.EvaluateRequest) -> wire.EvaluateReply:
+    return wire.EvaluateReply(
+        {
+            track.name: node.confusion(_track_model(node, config, req.models, track))
+            for track in req.models.tracks
+        }
+    )
+
+
+# ------------------------------------------------------------------ the app
 def make_client_app(
     overrides: Mapping[str, Any] | None = None, *, node_factory: NodeFactory | None = None
 ) -> ClientApp:
@@ -119,163 +179,36 @@ def make_client_app(
     factory = node_factory or node_from_context
     app = ClientApp()
 
-    def guarded(fn: Handler) -> Handler:
-        @wraps(fn)
-        def run(message: Message, context: Context) -> Message:
+    def serve(
+        decode: Callable[[RecordDict], R],
+        step: Callable[[LocalNode, RunConfig, R], _Reply],
+    ) -> Handler:
+        """Decode → install the normalisation → run the node's step → encode the reply."""
+
+        def handle(message: Message, context: Context) -> Message:
             torch.set_num_threads(1)
             try:
-                return fn(message, context)
+                config = RunConfig.from_flower({**dict(context.run_config), **extra})
+                node = factory(config, dict(context.node_config))
+                request = decode(message.content)
+                if request.normalization is not None:
+                    node.set_normalization(request.normalization)
+                reply = step(node, config, request)
+                return Message(reply.to_record(), reply_to=message)
             except MMBindError as exc:
                 log.error("%s: %s", message.metadata.message_type, exc)
                 raise
 
-        return run
+        handle.__name__ = step.__name__
+        return handle
 
-    @app.query("manifest")
-    @guarded
-    def manifest(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra, factory)
-        info, moments = req.node.manifest()
-        arrays: dict[str, np.ndarray] = {}
-        for m, mo in moments.items():
-            arrays[f"{m}.count"] = np.asarray([mo.count], dtype=np.int64)
-            arrays[f"{m}.total"] = mo.total
-            arrays[f"{m}.total-sq"] = mo.total_sq
-        content = RecordDict(
-            {
-                wire.MANIFEST_KEY: ConfigRecord(info),  # type: ignore[arg-type]
-                wire.MOMENTS: wire.arrays_to_record(arrays),
-            }
-        )
-        return req.reply(content)
-
-    @app.train("pretrain")
-    @guarded
-    def pretrain(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra, factory)
-        prefix = wire.autoencoder_key("")
-        states = {
-            key.removeprefix(prefix): wire.record_to_state(rec)
-            for key, rec in message.content.array_records.items()
-            if key.startswith(prefix)
-        }
-        new_states, metrics = req.node.pretrain(
-            states, epochs=req.int("epochs"), seed=req.int("seed")
-        )
-        content = RecordDict(
-            {wire.autoencoder_key(m): wire.state_to_record(s) for m, s in new_states.items()}
-        )
-        content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
-        return req.reply(content)
-
-    @app.query("embed")
-    @guarded
-    def embed(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra, factory)
-        modality = wire.get_str(req.cfg, "modality")
-        arrays: dict[str, np.ndarray] = {wire.EMBEDDINGS: req.node.embed(req.model(), modality)}
-        if req.flag("evaluation-labels"):
-            arrays[wire.EVAL_LABELS] = req.node.evaluation_labels()
-        if req.flag("labels"):
-            # Label binding shares label ids (DESIGN.md), never the windows.
-            arrays["labels"] = req.node.label_ids()
-        return req.reply(RecordDict({wire.EMBEDDINGS: wire.arrays_to_record(arrays)}))
-
-    @app.query("features")
-    @guarded
-    def features(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra, factory)
-        content = RecordDict()
-        for track in req.tracks():
-            model = req.model(track)
-            out: dict[str, np.ndarray] = {
-                modality: req.node.features(model, modality, np.asarray(index, dtype=np.int64))
-                for modality, index in req.arrays(wire.track_key(track, wire.PARTNER)).items()
-            }
-            content[wire.track_key(track, wire.FEATURES_KEY)] = wire.arrays_to_record(out)
-        return req.reply(content)
-
-    @app.train("align")
-    @guarded
-    def align(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra, factory)
-        node = req.node
-        content = RecordDict()
-        metrics: dict[str, float] = {"num-samples": float(len(node.data))}
-        trained: dict[str, str] = {}
-        for track in req.tracks():
-            model = req.model(track)
-            partner = req.arrays(wire.track_key(track, wire.PARTNER))
-            views = {
-                key.removesuffix(".features"): PartnerView(
-                    index=np.asarray(partner[key.removesuffix(".features") + ".index"], np.int64),
-                    features=np.asarray(partner[key], np.float32),
-                )
-                for key in partner
-                if key.endswith(".features")
-            }
-            weights = np.asarray(partner["weights"], np.float32)
-            oracle = req.flag(wire.track_key(track, "oracle"))
-            routed_key = wire.track_key(track, wire.ROUTED_GRAD)
-            routed = req.arrays(routed_key) if routed_key in message.content.array_records else {}
-            injected = {
-                key.removesuffix(".grad"): PartnerView(
-                    index=np.asarray(routed[key.removesuffix(".grad") + ".rows"], np.int64),
-                    features=np.asarray(routed[key], np.float32),
-                )
-                for key in routed
-                if key.endswith(".grad")
-            }
-            grads: dict[str, np.ndarray] | None = {} if req.config.partner_grads else None
-            loss = node.align(
-                model,
-                views,
-                weights,
-                epochs=req.int("epochs"),
-                seed=req.int("seed"),
-                oracle=oracle,
-                partner_grads=grads,
-                injected=injected,
-            )
-            content[wire.track_key(track, wire.MODEL)] = wire.state_to_record(model.state_dict())
-            if grads:
-                content[wire.track_key(track, wire.PARTNER_GRAD)] = wire.arrays_to_record(
-                    {f"{m}.grad": g for m, g in grads.items()}
-                )
-            metrics[f"{track}.loss"] = loss
-            metrics[f"{track}.confidence"] = float(weights.mean()) if weights.size else 0.0
-            trained[f"{track}.trained"] = ",".join(node.held(oracle))
-        content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
-        content[wire.CONFIG] = ConfigRecord(trained)  # type: ignore[arg-type]
-        return req.reply(content)
-
-    @app.train("finetune")
-    @guarded
-    def tune(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra, factory)
-        node = req.node
-        content = RecordDict()
-        budget = wire.get_int(req.cfg, "label-budget", req.config.label_budget)
-        metrics: dict[str, float] = {"num-samples": float(len(node.labelled_subset(budget)))}
-        for track in req.tracks():
-            model = req.model(track)
-            metrics[f"{track}.loss"] = node.finetune(
-                model, epochs=req.int("epochs"), seed=req.int("seed"), budget=budget
-            )
-            content[wire.track_key(track, wire.MODEL)] = wire.state_to_record(model.state_dict())
-        content[wire.METRICS] = MetricRecord(metrics)  # type: ignore[arg-type]
-        return req.reply(content)
-
-    @app.evaluate("test")
-    @guarded
-    def evaluate(message: Message, context: Context) -> Message:
-        req = _open(message, context, extra, factory)
-        content = RecordDict()
-        for track in req.tracks():
-            cm = req.node.confusion(req.model(track))
-            content[wire.track_key(track, wire.CONFUSION)] = ArrayRecord(numpy_ndarrays=[cm])
-        return req.reply(content)
-
+    app.query("manifest")(serve(wire.ManifestRequest.from_record, manifest))
+    app.train("pretrain")(serve(wire.PretrainRequest.from_record, pretrain))
+    app.query("embed")(serve(wire.EmbedRequest.from_record, embed))
+    app.query("features")(serve(wire.FeaturesRequest.from_record, features))
+    app.train("align")(serve(wire.AlignRequest.from_record, align))
+    app.train("finetune")(serve(wire.FinetuneRequest.from_record, finetune))
+    app.evaluate("test")(serve(wire.EvaluateRequest.from_record, evaluate))
     return app
 
 

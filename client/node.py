@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,27 +26,14 @@ from mmbind.binding.training import (
     pretrain_autoencoder,
 )
 from mmbind.client.data.dataset import MultimodalDataset
-from mmbind.client.data.normalization import ChannelMoments, normalize
+from mmbind.client.data.normalization import normalize
 from mmbind.errors import ConfigError, DataError, UnknownModalityError
+from mmbind.manifest import NodeReport
+from mmbind.moments import ChannelMoments
+from mmbind.partners import PartnerView as PartnerView  # re-exported: its old home
 from mmbind.run_config import RunConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PartnerView:
-    """Partner features routed to this node for one modality it lacks.
-
-    Attributes
-    ----------
-    index : ndarray, shape (P,), int64
-        Rows of this node's samples that the features belong to.
-    features : ndarray, shape (P, proj_dim), float32
-        The partner's projected embedding of its private modality.
-    """
-
-    index: NDArray[np.int64]
-    features: NDArray[np.float32]
 
 
 class LocalNode:
@@ -138,22 +124,19 @@ class LocalNode:
         return {m: self.tensor(m, oracle=oracle) for m in self.held(oracle)}
 
     # ------------------------------------------------------------ phase 1
-    def manifest(self) -> tuple[dict[str, str | int | bool], dict[str, ChannelMoments]]:
-        """What the node reports: modalities, counts, shapes, labels; per-channel moments."""
-        info: dict[str, str | int | bool] = {
-            "role": self.role,
-            "modalities": ",".join(self.modalities),
-            "num-samples": len(self.data),
-            "labelled": self.labelled,
-            "trains": self.trains,
-            "paired-data": self.oracle is not None,
-            "dataset": self.config.dataset,
-            "num-classes": int(self.data.num_classes),
-        }
-        for m in self.modalities:
-            info[f"shape.{m}"] = "x".join(str(s) for s in self.data.windows[m].shape[1:])
-        moments = {m: ChannelMoments.from_windows(self.data.windows[m]) for m in self.modalities}
-        return info, moments
+    def manifest(self) -> NodeReport:
+        """What the node reports: modalities, counts, labels; per-channel moments."""
+        return NodeReport(
+            role=self.role,
+            modalities=self.modalities,
+            num_samples=len(self.data),
+            labelled=self.labelled,
+            trains=self.trains,
+            num_classes=int(self.data.num_classes),
+            dataset=self.config.dataset,
+            paired_data=self.oracle is not None,
+            moments={m: ChannelMoments.from_windows(self.data.windows[m]) for m in self.modalities},
+        )
 
     # ------------------------------------------------------------ phase 2
     def pretrain(

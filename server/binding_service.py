@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,48 +20,13 @@ from numpy.typing import NDArray
 from mmbind.binding.pairing import Bindings, bind_by_label, bind_by_modality, pairing_accuracy
 from mmbind.binding.weights import Weighting
 from mmbind.errors import BindingError, DataError, UnknownNodeError
+from mmbind.manifest import NodeManifest as NodeManifest  # re-exported: its old home
 from mmbind.modalities import REGISTRY
 from mmbind.server.store import BindingStore
 
 log = logging.getLogger(__name__)
 
 EMBEDDINGS = "embeddings"
-
-
-@dataclass(frozen=True)
-class NodeManifest:
-    """What a node reported in phase 1."""
-
-    node_id: int
-    role: str
-    modalities: tuple[str, ...]
-    num_samples: int
-    labelled: bool
-    trains: bool
-    num_classes: int
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NodeManifest:
-        return cls(
-            node_id=int(data["node_id"]),
-            role=str(data["role"]),
-            modalities=tuple(str(m) for m in data["modalities"]),
-            num_samples=int(data["num_samples"]),
-            labelled=bool(data["labelled"]),
-            trains=bool(data["trains"]),
-            num_classes=int(data["num_classes"]),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "node_id": self.node_id,
-            "role": self.role,
-            "modalities": list(self.modalities),
-            "num_samples": self.num_samples,
-            "labelled": self.labelled,
-            "trains": self.trains,
-            "num_classes": self.num_classes,
-        }
 
 
 @dataclass(frozen=True)

@@ -55,11 +55,12 @@ from mmbind.binding.fusion import FusionModel
 from mmbind.binding.training import align, pretrain_autoencoder
 from mmbind.binding.weights import get_weighting
 from mmbind.client.data.dataset import MultimodalDataset
-from mmbind.client.data.normalization import ChannelMoments, merge_normalization
 from mmbind.client.local_data import simulated_nodes
-from mmbind.client.node import LocalNode, PartnerView
+from mmbind.client.node import LocalNode
 from mmbind.errors import DataError
 from mmbind.modalities import REGISTRY
+from mmbind.moments import ChannelMoments, merge_normalization
+from mmbind.partners import PartnerView
 from mmbind.run_config import RunConfig
 from mmbind.server.binding_service import (
     BindingService,
@@ -102,18 +103,7 @@ def _silent(label: str, step: int, total: int) -> None:
 # ------------------------------------------------------------------ nodes and layout
 def _manifests(nodes: Sequence[LocalNode]) -> list[NodeManifest]:
     """What each node would report in phase 1; node ids are the partition ids (list index)."""
-    return [
-        NodeManifest(
-            node_id=i,
-            role=n.role,
-            modalities=n.modalities,
-            num_samples=len(n.data),
-            labelled=n.labelled,
-            trains=n.trains,
-            num_classes=int(n.data.num_classes),
-        )
-        for i, n in enumerate(nodes)
-    ]
+    return [n.manifest().manifest(i) for i, n in enumerate(nodes)]
 
 
 def normalised_nodes(config: RunConfig) -> tuple[list[LocalNode], Stats]:
@@ -143,7 +133,7 @@ def normalised_nodes(config: RunConfig) -> tuple[list[LocalNode], Stats]:
     moments: dict[str, list[ChannelMoments]] = defaultdict(list)
     for n in nodes:
         if n.trains:
-            for m, mo in n.manifest()[1].items():
+            for m, mo in n.manifest().moments.items():
                 moments[m].append(mo)
     stats: Stats = merge_normalization(moments, config.normalization)
     for n in nodes:

@@ -24,8 +24,8 @@ import threading
 from collections.abc import Callable
 
 from mmbind.errors import MMBindError
-from mmbind.server.checkpoint import OWNER_BLOB
 from mmbind.server.store import END_EVENT, BindingStore
+from mmbind.server.workflow.checkpoint import OWNER_BLOB
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from mmbind.server import liveness
-from mmbind.server.checkpoint import OWNER_BLOB
 from mmbind.server.liveness import EXIT_FENCED, HEARTBEAT_EVENT, AttemptWatchdog
 from mmbind.server.store import END_EVENT, InMemoryBindingStore
+from mmbind.server.workflow.checkpoint import OWNER_BLOB
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -60,7 +60,7 @@ def test_partner_gradients_reach_the_partners_rows_one_round_later(one_torch_thr
 
     # Assert: per align round, which nodes sent gradients and which received routed ones
     aligns = [(n, m, r) for n, m, r in seen if m.metadata.message_type == wire.ALIGN]
-    roles = {i: n.role for i, n in workflow._nodes.items()}
+    roles = {i: n.role for i, n in workflow.nodes.items()}
     sent: dict[int, set[str]] = defaultdict(set)
     received: dict[int, dict[str, dict[str, np.ndarray]]] = defaultdict(dict)
     for k, (node, msg, reply) in enumerate(aligns):

@@ -9,8 +9,8 @@ import pytest
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
+from mmbind.manifest import NodeManifest
 from mmbind.run_config import RunConfig
-from mmbind.server.binding_service import NodeManifest
 from mmbind.server.store import InMemoryBindingStore
 from mmbind.server.workflow import Workflow
 
@@ -50,7 +50,7 @@ def test_replies_come_back_in_node_name_order() -> None:
     # Prepare: node ids do not follow the names, and replies arrive reversed
     workflow = Workflow(ReversedGrid(), RunConfig(), InMemoryBindingStore(), run_id="order")  # type: ignore[arg-type]
     for node_id, name in ((20, "A"), (10, "B"), (30, "C")):
-        workflow._nodes[node_id] = NodeManifest(node_id, name, ("acc",), 1, False, True, 2)
+        workflow.nodes[node_id] = NodeManifest(node_id, name, ("acc",), 1, False, True, 2)
     # Execute
     replies = workflow._send("query.manifest", {n: RecordDict() for n in (10, 20, 30)})
     # Assert

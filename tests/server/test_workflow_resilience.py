@@ -17,11 +17,11 @@ from flwr.common.constant import ErrorCode
 from flwr.supercore.task_identity import TaskIdentity
 
 from mmbind.errors import FederationError
+from mmbind.manifest import NodeManifest
 from mmbind.run_config import RunConfig
-from mmbind.server import workflow as workflow_module
-from mmbind.server.binding_service import NodeManifest
 from mmbind.server.store import InMemoryBindingStore
-from mmbind.server.workflow import Workflow
+from mmbind.server.workflow import Workflow, checkpoint
+from mmbind.server.workflow import channel as channel_module
 
 UNAVAILABLE = "Error: Node Unavailable (test)"
 
@@ -81,7 +81,7 @@ def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     """Flower stamps messages with the running task's ids; give this process some."""
     for name in ("_run_id", "_node_id", "_task_id"):
         monkeypatch.setattr(TaskIdentity, name, 1)
-    monkeypatch.setattr(workflow_module, "NODE_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(channel_module, "NODE_POLL_SECONDS", 0.01)
 
 
 def make_workflow(grid: FlakyGrid, grace: float, store: InMemoryBindingStore) -> Workflow:
@@ -89,7 +89,7 @@ def make_workflow(grid: FlakyGrid, grace: float, store: InMemoryBindingStore) ->
     workflow = Workflow(grid, config, store, run_id="flaky")  # type: ignore[arg-type]
     roles = {10: ("A", False, True), 20: ("C", True, True), 30: ("test", False, False)}
     for node_id, (name, labelled, trains) in roles.items():
-        workflow._nodes[node_id] = NodeManifest(node_id, name, ("acc",), 4, labelled, trains, 2)
+        workflow.nodes[node_id] = NodeManifest(node_id, name, ("acc",), 4, labelled, trains, 2)
     return workflow
 
 
@@ -161,19 +161,19 @@ def test_a_resumed_run_accounts_for_the_earlier_attempt_through_its_checkpoint()
     # Prepare: attempt a1 pretrains, checkpoints, and dies; attempt a2 resumes
     store = InMemoryBindingStore()
     first = Workflow(FlakyGrid(), RunConfig(attempt="a1"), store, run_id="r")  # type: ignore[arg-type]
-    first._claim()
+    checkpoint.claim(store, "r", "a1")
     with first._phase("pretrain"):
         time.sleep(0.05)
     first._save("pretrain", {}, None)
     second = Workflow(  # type: ignore[arg-type]
         FlakyGrid(), RunConfig(attempt="a2", resume=True), store, run_id="r"
     )
-    second._claim()
+    checkpoint.claim(store, "r", "a2")
     # Execute
     second._restore()
     with second._phase("binding"):
         pass
-    record = second._attempt_record("binding")
+    record = second.clock.attempt_record("binding")
     # Assert: a1 as of its checkpoint, then a2 on its own; the run's sums cover both
     [earlier] = second._earlier
     assert (earlier["attempt"], earlier["resumed_from"], earlier["last_step"]) == (
@@ -187,4 +187,4 @@ def test_a_resumed_run_accounts_for_the_earlier_attempt_through_its_checkpoint()
     assert (record["attempt"], record["resumed_from"]) == ("a2", "pretrain")
     assert set(record["phases"]) == {"binding"}
     assert second.result.phases["pretrain"] == earlier["phases"]["pretrain"]
-    assert second._elapsed() >= earlier["seconds"] + record["seconds"]
+    assert second.clock.elapsed() >= earlier["seconds"] + record["seconds"]

@@ -4,13 +4,15 @@ A checkpoint is a JSON document (finished methods and their metrics, the last
 finished step of the current method, timings, dropouts, the node names) plus
 binary blobs: the current model's state and the bindings. Node ids change when
 the SuperLink restarts, so bindings are stored by node *name* and mapped back
-to the new ids on resume.
+to the new ids on resume. Checkpoints are fenced: only the attempt that owns the
+run (:func:`claim`) writes them.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,8 +21,9 @@ import numpy as np
 import torch
 
 from mmbind.binding.pairing import Bindings
-from mmbind.errors import StoreError
+from mmbind.errors import FederationError, StoreError
 from mmbind.server.binding_service import BindRequest, NodeBinding
+from mmbind.server.store import BindingStore
 
 MODEL_BLOB = "model"
 BINDINGS_BLOB = "bindings"
@@ -131,3 +134,99 @@ def bindings_from_bytes(data: bytes, ids: Mapping[str, int]) -> list[NodeBinding
             )
             out.append(NodeBinding(request, bindings))
     return out
+
+
+PRETRAINED = "pretrained:"
+"""Key prefix of the pretrained encoders in the checkpointed model blob."""
+
+
+# ------------------------------------------------------------------ fencing
+def claim(store: BindingStore, run_id: str, attempt: str) -> None:
+    """Make ``attempt`` the run's owner; a stale attempt still running will stop."""
+    if attempt:
+        store.put_blob(run_id, OWNER_BLOB, attempt.encode())
+
+
+def check_owner(store: BindingStore, run_id: str, attempt: str) -> None:
+    """Raise a FederationError when another attempt has taken the run over."""
+    if not attempt:
+        return
+    owner = store.blob(run_id, OWNER_BLOB)
+    if owner is not None and owner.decode() != attempt:
+        raise FederationError(
+            f"run {run_id} was taken over by attempt {owner.decode()}; "
+            f"this attempt ({attempt}) stops"
+        )
+
+
+# ------------------------------------------------------------------ save and restore
+def save(
+    store: BindingStore,
+    run_id: str,
+    checkpoint: Checkpoint,
+    models: Mapping[str, torch.nn.Module],
+    pretrained: Mapping[str, Mapping[str, torch.Tensor]],
+    bindings: Mapping[str, Sequence[NodeBinding]] | None,
+    names: Mapping[int, str],
+) -> None:
+    """Write a checkpoint: its model blob (every track's model and the pretrained encoders),
+    the bindings made in the step (by node name), then the JSON part."""
+    flat = {f"{t}/{k}": v for t, model in models.items() for k, v in model.state_dict().items()}
+    for m, state in pretrained.items():  # the autoencoders' encoders (binding)
+        flat.update({f"{PRETRAINED}{m}/{k}": v for k, v in state.items()})
+    store.put_blob(run_id, MODEL_BLOB, state_to_bytes(flat))
+    for kind, bound in (bindings or {}).items():
+        store.put_blob(run_id, bindings_blob(kind), bindings_to_bytes(bound, names))
+    store.put_checkpoint(run_id, checkpoint.to_dict())
+
+
+def load(store: BindingStore, run_id: str) -> Checkpoint | None:
+    """The run's checkpoint (its JSON part), or None."""
+    data = store.checkpoint(run_id)
+    return None if data is None else Checkpoint.from_dict(data)
+
+
+def restore_models(
+    store: BindingStore, run_id: str, models: Mapping[str, torch.nn.Module]
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Load the checkpointed models into ``models``; return the pretrained encoders' states."""
+    blob = store.blob(run_id, MODEL_BLOB)
+    if blob is None:
+        raise FederationError("the checkpoint lacks the model state it refers to")
+    flat = state_from_bytes(blob)
+    pretrained: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
+    for key, value in flat.items():
+        if key.startswith(PRETRAINED):
+            m, _, k = key[len(PRETRAINED) :].partition("/")
+            pretrained[m][k] = value
+    for name, model in models.items():
+        prefix = f"{name}/"
+        model.load_state_dict(
+            {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
+        )
+    return dict(pretrained)
+
+
+def restore_bindings(
+    store: BindingStore, run_id: str, kinds: Sequence[str], ids: Mapping[str, int]
+) -> dict[str, list[NodeBinding]]:
+    """The checkpointed bindings of each of ``kinds``, mapped to the current node ids."""
+    bindings = {}
+    for kind in kinds:
+        data = store.blob(run_id, bindings_blob(kind))
+        if data is None:
+            raise FederationError(f"the checkpoint lacks the {kind} bindings it refers to")
+        bindings[kind] = bindings_from_bytes(data, ids)
+    return bindings
+
+
+def legacy_attempt(cp: Checkpoint) -> dict[str, Any]:
+    """The earlier attempts of a checkpoint written before checkpoints kept ``attempts``."""
+    top = {k: v for k, v in cp.phases.items() if k != "partner_features"}  # nested in align
+    return {
+        "attempt": "",
+        "resumed_from": "",
+        "last_step": cp.step,
+        "seconds": sum(top.values()),
+        "phases": dict(cp.phases),
+    }
