@@ -42,7 +42,7 @@ ALL_METHODS: tuple[Method, ...] = (
 DEFAULT_METHODS: tuple[Method, ...] = ("mmbind", "lower_bound", "upper_bound")
 
 CENTRALISED = "mmbind_centralised"
-"""MMBind with every node's data pooled on one machine (``mmbind.server.centralised``)."""
+"""MMBind with every node's data pooled on one machine (``mmbind.lab.centralised``)."""
 REPORT_ORDER: tuple[str, ...] = (
     *(m for m in ALL_METHODS if m != "upper_bound"),
     CENTRALISED,

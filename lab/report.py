@@ -1,7 +1,7 @@
 """The human report of ``mmbind experiment``: ``report.md`` and its PNG figures.
 
 :func:`write_report` takes the experiment's results.json document and the cells'
-documents (see :mod:`mmbind.server.experiment`) and writes, into the experiment
+documents (see :mod:`mmbind.lab.experiment`) and writes, into the experiment
 folder, ``report.md`` with the protocol, the tables (ours beside the paper's
 figures) and these figures, each skipped with a note in the report when its data
 is absent:
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmbind.server.experiment import CENTRALISED, METHOD_ORDER, METHOD_TITLES, PAPER
+from mmbind.lab.experiment import CENTRALISED, METHOD_ORDER, METHOD_TITLES, PAPER
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A grid is methods × label budgets × subject splits × seeds × nodes per role. One
 *cell* is one (label budget, split, seed, nodes per role) point: it runs every
-federated method of the grid in **one** :func:`~mmbind.server.simulate.simulate`
+federated method of the grid in **one** :func:`~mmbind.lab.simulate.simulate`
 call (the methods share phase 1 and run in lockstep), plus
 ``run_centralised`` when ``"mmbind_centralised"`` is asked for.
 
@@ -75,7 +75,7 @@ Progress = Callable[[str, int, int], None]
 SimulateFn = Callable[..., dict[str, Any]]
 CentralisedFn = Callable[..., dict[str, Any]]
 
-CENTRALISED_MODULE = "mmbind.server.centralised"
+CENTRALISED_MODULE = "mmbind.lab.centralised"
 
 #: Every method name the grid knows, in the order of the paper's tables.
 METHOD_ORDER: tuple[str, ...] = REPORT_ORDER
@@ -159,7 +159,7 @@ def federated_methods_known() -> tuple[str, ...]:
 
 
 def centralised_available() -> bool:
-    """Whether ``mmbind.server.centralised`` is installed."""
+    """Whether ``mmbind.lab.centralised`` is installed."""
     try:
         return importlib.util.find_spec(CENTRALISED_MODULE) is not None
     except (ImportError, ValueError):
@@ -220,7 +220,7 @@ def parse_methods(text: str | Sequence[str]) -> tuple[str, ...]:
     ------
     ConfigError
         An unknown name (the message lists the valid ones), an empty list, or
-        ``mmbind_centralised`` without ``mmbind.server.centralised`` installed.
+        ``mmbind_centralised`` without ``mmbind.lab.centralised`` installed.
     """
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
     names = tuple(dict.fromkeys(s for s in items if s))
@@ -508,7 +508,7 @@ def write_json_atomic(doc: Mapping[str, Any], path: Path) -> Path:
 
 
 def _default_simulate(config: RunConfig, *, num_cpus: int, progress: Progress | None) -> Any:
-    from mmbind.server.simulate import simulate
+    from mmbind.lab.simulate import simulate
 
     return simulate(config, num_cpus=num_cpus, progress=progress)
 
@@ -663,7 +663,7 @@ def run_experiment(
     progress : callable, optional
         ``progress(label, cells_done, cells_total)``.
     simulate_fn, centralised_fn : callable, optional
-        Replacements for :func:`~mmbind.server.simulate.simulate` and
+        Replacements for :func:`~mmbind.lab.simulate.simulate` and
         ``run_centralised`` (tests).
     report : bool
         Write ``report.md`` and its figures.
@@ -754,7 +754,7 @@ def run_experiment(
     results["cells_run"] = list(ran)
     path = write_json_atomic(results, folder / "results.json")
     if report:
-        from mmbind.server.report import write_report
+        from mmbind.lab.report import write_report
 
         write_report(results, docs, folder)
     return ExperimentOutcome(results=results, cells=docs, ran=ran, reused=reused, path=path)
