@@ -1,7 +1,7 @@
 """The methods a run can compare, and which phases each of them takes part in.
 
 Every method of the MMBind paper's Table 3 (and Table 4's label binding) is a
-recipe over the same federated phases (DESIGN.md):
+recipe over the same federated phases (docs/design.md):
 
 ================  ========  ===========  =====  =============================================
 method            pretrain  binding      align  what it is
