@@ -28,19 +28,8 @@ METHOD_TITLES: dict[str, str] = {
 
 #: Run-config keys that are the cell's coordinates (set by the grid, not the recipe).
 CELL_KEYS = ("seed", "split", "nodes-per-role", "label-budget", "label-budgets", "methods")
-#: Run-config keys that do not change what a cell computes.
-VOLATILE_KEYS = (
-    "data-dir",
-    "output",
-    "run-id",
-    "resume",
-    "attempt",
-    "binding-service",
-    "reply-timeout",
-    "min-nodes",
-    "wait-seconds",
-    "node-grace-seconds",
-)
+#: Run-config keys that do not change what a cell computes (RunConfig's operational fields).
+VOLATILE_KEYS = tuple(name.replace("_", "-") for name in RunConfig.operational_fields())
 _GRID_OWNED = {
     "dataset": "--dataset",
     "data_dir": "--data-dir",
@@ -317,7 +306,7 @@ class Grid:
 
 def recipe_of(config: RunConfig) -> dict[str, Any]:
     """``config`` without the cell coordinates and the values that change no result."""
-    return {k: v for k, v in config.to_flower().items() if k not in CELL_KEYS + VOLATILE_KEYS}
+    return {k: v for k, v in config.recipe().items() if k not in CELL_KEYS}
 
 
 def _default_flower_value(key: str) -> Any:
