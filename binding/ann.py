@@ -130,11 +130,18 @@ def choose_method(
     return choose_index(max(n_queries, n_keys), d)
 
 
+#: What to run when faiss is missing (faiss-cpu is the optional extra ``ann``).
+INSTALL_HINT = "pip install 'mmbind[ann]'"
+
+
 def _faiss() -> Any:
+    """The faiss module; :class:`ConfigError` naming the ``ann`` extra when it is not installed."""
     try:
         import faiss
-    except ImportError as exc:  # pragma: no cover - faiss-cpu is a declared dependency
-        raise ConfigError("approximate search needs faiss-cpu (pip install faiss-cpu)") from exc
+    except ImportError as exc:
+        raise ConfigError(
+            f"approximate search needs faiss (the optional extra 'ann'): {INSTALL_HINT}"
+        ) from exc
     return faiss
 
 

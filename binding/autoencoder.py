@@ -1,4 +1,4 @@
-"""Reconstruction autoencoder for federated unimodal pretraining (DESIGN.md, phase 2).
+"""Reconstruction autoencoder for federated unimodal pretraining (docs/design.md, phase 2).
 
 The paper pretrains the encoder of the shared modality as an autoencoder before binding, so that
 cosine similarity of its embeddings measures how alike two windows are (Ouyang et al., "MMBind",

@@ -8,6 +8,7 @@ COPY mmbind ./mmbind
 COPY binding ./binding
 COPY client ./client
 COPY server ./server
+COPY lab ./lab
 COPY protos ./protos
 # torch is pinned to 2.13.0; point TORCH_INDEX_URL at a CPU-only wheel index for a small image.
 ARG TORCH_INDEX_URL=""

@@ -2,7 +2,8 @@
 
 The package maps the repository's top-level folders into one namespace:
 ``mmbind.binding`` (the method, pure), ``mmbind.client`` (the node),
-``mmbind.server`` (the coordinator) and ``mmbind.protos`` (the gRPC contract).
+``mmbind.server`` (the coordinator), ``mmbind.lab`` (simulations, experiments, reports and
+the centralised baseline, on top of the others) and ``mmbind.protos`` (the gRPC contract).
 """
 
 __version__ = "0.1.0"

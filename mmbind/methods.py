@@ -1,7 +1,7 @@
 """The methods a run can compare, and which phases each of them takes part in.
 
 Every method of the MMBind paper's Table 3 (and Table 4's label binding) is a
-recipe over the same federated phases (DESIGN.md):
+recipe over the same federated phases (docs/design.md):
 
 ================  ========  ===========  =====  =============================================
 method            pretrain  binding      align  what it is
@@ -42,7 +42,7 @@ ALL_METHODS: tuple[Method, ...] = (
 DEFAULT_METHODS: tuple[Method, ...] = ("mmbind", "lower_bound", "upper_bound")
 
 CENTRALISED = "mmbind_centralised"
-"""MMBind with every node's data pooled on one machine (``mmbind.server.centralised``)."""
+"""MMBind with every node's data pooled on one machine (``mmbind.lab.centralised``)."""
 REPORT_ORDER: tuple[str, ...] = (
     *(m for m in ALL_METHODS if m != "upper_bound"),
     CENTRALISED,

@@ -23,14 +23,24 @@ if TYPE_CHECKING:
 
 METHODS = DEFAULT_METHODS
 
+#: ``json_schema_extra`` of the operational fields: where and how a run executes (paths, ids,
+#: timeouts, waiting), never what it computes. Every other field is the recipe.
+OPERATIONAL: dict[str, Any] = {"operational": True}
+
 
 class RunConfig(BaseModel):
-    """Hyperparameters and data selection of one run (all six phases)."""
+    """Hyperparameters and data selection of one run (all six phases).
+
+    The fields are the *recipe* (what decides the figures: data, protocol, split, seed,
+    methods, every hyperparameter; :meth:`recipe`) and *operational* options (data folder,
+    output, run id, resume/attempt, binding-service address, timeouts and waiting; marked with
+    :data:`OPERATIONAL`, listed by :meth:`operational_fields`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset: Literal["synthetic", "utd-mhad"] = "synthetic"
-    data_dir: str = ""
+    data_dir: str = Field("", json_schema_extra=OPERATIONAL)
     seed: int = Field(0, ge=0)
     protocol: Literal["paper", "dev-loso"] = Field(
         "paper",
@@ -109,22 +119,44 @@ class RunConfig(BaseModel):
     methods: tuple[Method, ...] = METHODS
     synthetic_classes: int = Field(6, ge=2)
     synthetic_trials: int = Field(6, ge=1)
-    output: str = ""
-    run_id: str = Field("", description="store namespace of the run; empty = Flower's run id")
-    resume: bool = Field(False, description="continue run-id from its last checkpoint")
-    attempt: str = Field("", description="id of this submission of run-id (fences stale ones)")
-    binding_service: str = Field(
-        "", description="HOST:PORT of the BindingService; empty = embedded"
+    output: str = Field("", json_schema_extra=OPERATIONAL)
+    run_id: str = Field(
+        "",
+        description="store namespace of the run; empty = Flower's run id",
+        json_schema_extra=OPERATIONAL,
     )
-    reply_timeout: float = Field(0.0, ge=0, description="seconds to wait for a node; 0 = forever")
-    min_nodes: int = Field(1, ge=1, description="nodes to wait for before phase 1")
-    wait_seconds: float = Field(120.0, gt=0, description="how long to wait for min-nodes")
+    resume: bool = Field(
+        False, description="continue run-id from its last checkpoint", json_schema_extra=OPERATIONAL
+    )
+    attempt: str = Field(
+        "",
+        description="id of this submission of run-id (fences stale ones)",
+        json_schema_extra=OPERATIONAL,
+    )
+    binding_service: str = Field(
+        "",
+        description="HOST:PORT of the BindingService; empty = embedded",
+        json_schema_extra=OPERATIONAL,
+    )
+    reply_timeout: float = Field(
+        0.0,
+        ge=0,
+        description="seconds to wait for a node; 0 = forever",
+        json_schema_extra=OPERATIONAL,
+    )
+    min_nodes: int = Field(
+        1, ge=1, description="nodes to wait for before phase 1", json_schema_extra=OPERATIONAL
+    )
+    wait_seconds: float = Field(
+        120.0, gt=0, description="how long to wait for min-nodes", json_schema_extra=OPERATIONAL
+    )
     node_grace_seconds: float = Field(
         60.0,
         ge=0,
         description="how long a node the SuperLink reports unavailable (no heartbeat) may take "
         "to come back before it is dropped; its message is sent again when it does; 0 = drop it "
         "at once",
+        json_schema_extra=OPERATIONAL,
     )
 
     @field_validator("shared_modality")
@@ -190,6 +222,21 @@ class RunConfig(BaseModel):
             value = err.get("input")
             msg = str(err["msg"]).removeprefix("Value error, ")
             raise ConfigError(f"invalid run config {where}={value!r}: {msg}") from None
+
+    @classmethod
+    def operational_fields(cls) -> tuple[str, ...]:
+        """The operational fields (marked :data:`OPERATIONAL`), in definition order."""
+        return tuple(
+            name
+            for name, info in cls.model_fields.items()
+            if isinstance(info.json_schema_extra, dict)
+            and info.json_schema_extra.get("operational")
+        )
+
+    def recipe(self) -> dict[str, bool | int | float | str]:
+        """What decides the run's figures: :meth:`to_flower` without the operational fields."""
+        operational = {name.replace("_", "-") for name in self.operational_fields()}
+        return {k: v for k, v in self.to_flower().items() if k not in operational}
 
     def to_flower(self) -> dict[str, bool | int | float | str]:
         """Flower ``UserConfig`` form: kebab-case keys, scalar values."""

@@ -63,7 +63,7 @@ def average_modality(
     """Replace ``modality``'s slice of ``global_state`` by the weighted average of ``states``.
 
     Only the nodes that trained the modality should be passed: a modality is
-    aggregated over its holders only (DESIGN.md, phase 2 and 5).
+    aggregated over its holders only (docs/design.md, phase 2 and 5).
     """
     prefixes = modality_prefixes(modality)
     sliced = [{k: v for k, v in s.items() if k.startswith(prefixes)} for s in states]

@@ -99,7 +99,7 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     config = RunConfig.from_mapping(values)
     _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
     output = check_output(args.output or settings.output, overwrite=args.overwrite)
-    from mmbind.server.simulate import simulate  # Flower, Ray, torch: after the checks
+    from mmbind.lab.simulate import simulate  # Flower, Ray, torch: after the checks
 
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
@@ -116,7 +116,7 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
 def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
     from rich.console import Console
 
-    from mmbind.server.experiment import Grid, default_methods, run_experiment
+    from mmbind.lab.experiment import Grid, default_methods, run_experiment
 
     if args.num_cpus is None:
         _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
@@ -161,8 +161,8 @@ def _print_experiment(results: dict[str, Any], path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mmbind.server.experiment import METHOD_TITLES
-    from mmbind.server.report import dec, pct
+    from mmbind.lab.experiment import METHOD_TITLES
+    from mmbind.lab.report import dec, pct
 
     out = Console()
     budgets = results["label_budgets"]

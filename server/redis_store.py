@@ -42,7 +42,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from mmbind.errors import ConfigError, MMBindError, StoreError, UnknownNodeError
-from mmbind.server.serde import array_from_bytes, array_to_bytes
+from mmbind.server.array_codec import array_from_bytes, array_to_bytes
 from mmbind.server.store import Event, NodeTraffic, json_copy
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,9 @@ messages of ``mmbind.v1`` (``protos/v1/binding.proto``). Bulk data travels as
 streams of chunks with at most :data:`CHUNK_BYTES` of payload each, so no single
 message grows with the number of rows.
 
-Arrays travel as raw bytes, C order, little endian, with their dtype name and
-shape; only the dtypes of :data:`DTYPES` are accepted. Everything that comes in
+Arrays travel as :mod:`mmbind.server.array_codec` encodes them (raw bytes, C order, little
+endian, with their dtype name and shape; its names are re-exported here for the gRPC edge's
+callers). Everything that comes in
 is validated: a bad dtype, a shape that does not match the bytes, a declared size
 over the limit or a stream out of order raises :class:`~mmbind.errors.ShapeError`
 or :class:`~mmbind.errors.ConfigError` (``INVALID_ARGUMENT`` on the wire) with a
@@ -16,7 +17,6 @@ message that says what was wrong.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -27,6 +27,18 @@ from numpy.typing import NDArray
 from mmbind.binding.pairing import Bindings
 from mmbind.errors import ConfigError, ShapeError
 from mmbind.protos.v1 import binding_pb2 as pb
+from mmbind.server.array_codec import (
+    DTYPES,
+    MAX_ARRAY_BYTES,
+    MAX_NDIM,
+    array_from_bytes,
+    array_to_bytes,
+    check_bool_bytes,
+    check_dtype,
+    declared_nbytes,
+    native,
+    wire_dtype,
+)
 from mmbind.server.binding_service import BindRequest, NodeManifest
 from mmbind.server.store import Event
 
@@ -66,25 +78,10 @@ CHUNK_BYTES = 1 << 20
 """Most payload bytes in one chunk message (1 MiB)."""
 MAX_MESSAGE_BYTES = 8 << 20
 """Largest single gRPC message servers and clients accept (8 MiB)."""
-MAX_ARRAY_BYTES = 4 << 30
-"""Default cap on the declared size of one array (4 GiB)."""
 MAX_BLOB_BYTES = 2 << 30
 """Default cap on the declared size of one checkpoint blob (2 GiB)."""
-MAX_NDIM = 32
-"""Most dimensions an array may declare (numpy's own limit is 64)."""
 BIND_ROWS_PER_CHUNK = 32_768
 """Bindings per chunk: at most ~29 bytes each on the wire, so a chunk stays under 1 MiB."""
-
-DTYPES: dict[str, np.dtype[Any]] = {
-    "float16": np.dtype("<f2"),
-    "float32": np.dtype("<f4"),
-    "float64": np.dtype("<f8"),
-    "int32": np.dtype("<i4"),
-    "int64": np.dtype("<i8"),
-    "uint64": np.dtype("<u8"),
-    "bool": np.dtype("?"),
-}
-"""Dtype names accepted on the wire, with their little-endian numpy dtype."""
 
 
 # ---------------------------------------------------------------- documents
@@ -111,102 +108,7 @@ def load_json(text: str, what: str) -> dict[str, Any]:
     return doc
 
 
-# ------------------------------------------------------------------- arrays
-
-
-def check_dtype(name: str) -> np.dtype[Any]:
-    """The little-endian numpy dtype of a wire dtype name.
-
-    Raises
-    ------
-    ShapeError
-        If ``name`` is not one of :data:`DTYPES`.
-    """
-    try:
-        return DTYPES[name]
-    except KeyError:
-        allowed = ", ".join(DTYPES)
-        raise ShapeError(f"unsupported dtype {name!r}; allowed: {allowed}") from None
-
-
-def wire_dtype(array: NDArray[Any], key: str = "array") -> str:
-    """The wire dtype name of ``array``; :class:`ShapeError` naming ``key`` if unsupported."""
-    dtype = array.dtype
-    for name, wire in DTYPES.items():
-        if dtype.kind == wire.kind and dtype.itemsize == wire.itemsize:
-            return name
-    allowed = ", ".join(DTYPES)
-    raise ShapeError(f"array {key!r} has unsupported dtype {dtype}; allowed: {allowed}")
-
-
-def declared_nbytes(
-    key: str, dtype: str, shape: Sequence[int], max_bytes: int = MAX_ARRAY_BYTES
-) -> int:
-    """Bytes an array of ``dtype`` and ``shape`` takes, after checking both.
-
-    Raises
-    ------
-    ShapeError
-        Unsupported dtype, negative dimension, too many dimensions, or a size
-        over ``max_bytes`` (the limit is named in the message).
-    """
-    wire = check_dtype(dtype)
-    if len(shape) > MAX_NDIM:
-        raise ShapeError(f"array {key!r} declares {len(shape)} dimensions; at most {MAX_NDIM}")
-    if any(int(d) < 0 for d in shape):
-        raise ShapeError(f"array {key!r} declares a negative dimension in shape {tuple(shape)}")
-    nbytes = math.prod(int(d) for d in shape) * wire.itemsize
-    if nbytes > max_bytes:
-        raise ShapeError(
-            f"array {key!r} declares shape {tuple(int(d) for d in shape)} of {dtype} = "
-            f"{nbytes} bytes, over the limit of {max_bytes} bytes"
-        )
-    return nbytes
-
-
-def array_to_bytes(array: NDArray[Any], key: str = "array") -> tuple[str, tuple[int, ...], bytes]:
-    """``(dtype name, shape, raw little-endian C-order bytes)`` of an array."""
-    arr = np.asarray(array)
-    name = wire_dtype(arr, key)
-    data = np.ascontiguousarray(arr, dtype=DTYPES[name]).tobytes()
-    return name, tuple(int(d) for d in arr.shape), data
-
-
-def _native(array: NDArray[Any]) -> NDArray[Any]:
-    if array.dtype.isnative:
-        return array
-    return array.astype(array.dtype.newbyteorder("="))
-
-
-def _check_bool_bytes(key: str, raw: NDArray[np.uint8]) -> None:
-    if raw.size and int(raw.max()) > 1:
-        raise ShapeError(f"bool array {key!r} holds bytes other than 0 and 1")
-
-
-def array_from_bytes(
-    dtype: str,
-    shape: Sequence[int],
-    data: bytes | bytearray | memoryview,
-    key: str = "array",
-    max_bytes: int = MAX_ARRAY_BYTES,
-) -> NDArray[Any]:
-    """The array that :func:`array_to_bytes` encoded (a writable copy).
-
-    Raises
-    ------
-    ShapeError
-        Bad dtype or shape, or ``len(data)`` does not match them.
-    """
-    nbytes = declared_nbytes(key, dtype, shape, max_bytes)
-    if len(data) != nbytes:
-        raise ShapeError(
-            f"array {key!r} of shape {tuple(shape)} and dtype {dtype} needs {nbytes} bytes; "
-            f"got {len(data)}"
-        )
-    out = np.frombuffer(data, dtype=DTYPES[dtype]).reshape(tuple(int(d) for d in shape)).copy()
-    if dtype == "bool":
-        _check_bool_bytes(key, out.reshape(-1).view(np.uint8))
-    return _native(out)
+# ------------------------------------------------------------ array streams
 
 
 class ArraysKey(NamedTuple):
@@ -268,8 +170,8 @@ class _Filling:
                 f"{self.raw.size} bytes; the stream carried {self.pos}"
             )
         if self.dtype == "bool":
-            _check_bool_bytes(self.key, self.raw)
-        return _native(self.out)
+            check_bool_bytes(self.key, self.raw)
+        return native(self.out)
 
 
 def chunks_to_arrays(

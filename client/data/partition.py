@@ -1,6 +1,6 @@
 """Node roles and subject-disjoint partitioning of a dataset over federated nodes.
 
-The paper's protocol (DESIGN.md, "UTD-split-222") has four roles, each holding a
+The paper's protocol (docs/design.md, "The reference protocol") has four roles, each holding a
 different modality pair and a disjoint set of subjects:
 
 =====  =================  ========  ======  =======================================
@@ -15,7 +15,7 @@ test   skeleton, gyro     (yes)     no      held-out subjects, evaluation only
 Subjects are sorted and cut into ``len(roles)`` consecutive groups of equal size (the
 first ``len(subjects) % len(roles)`` groups get one subject more when the division is
 not exact). Split ``k`` rotates the groups by ``k``: role ``i`` gets group
-``(i + k) % len(roles)``. For the 8 UTD-MHAD subjects, split 0 is DESIGN.md's
+``(i + k) % len(roles)``. For the 8 UTD-MHAD subjects, split 0 is docs/design.md's
 A = {1, 2}, B = {3, 4}, C = {5, 6}, test = {7, 8}; split 1 is A = {3, 4},
 B = {5, 6}, C = {7, 8}, test = {1, 2}; split 4 equals split 0 again.
 
@@ -259,7 +259,7 @@ def node_dataset(plan: NodePlan, dataset: MultimodalDataset) -> MultimodalDatase
 
 
 #: Subject layouts of a simulated federation: the paper's rotation of 2/2/2/2 subject groups
-#: (``"paper"``, split 0 = DESIGN.md's split) and the leave-one-subject-out development
+#: (``"paper"``, split 0 = docs/design.md's split) and the leave-one-subject-out development
 #: protocol over the first six subjects (``"dev-loso"``): recipes are chosen on it, so the
 #: paper protocol's split-0 test subjects (7 and 8) are never loaded while choosing.
 PROTOCOLS: tuple[str, ...] = ("paper", "dev-loso")

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from mmbind.lab.simulate import simulate
 from mmbind.run_config import RunConfig
-from mmbind.server.simulate import simulate
 
 RECORD = Path(__file__).resolve().parents[1] / "fingerprints" / "simulate_tiny.json"
 TINY = {

@@ -95,7 +95,7 @@ class FakeSimulation:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeSimulation:
     sim = FakeSimulation()
-    monkeypatch.setattr("mmbind.server.simulate.simulate", sim)
+    monkeypatch.setattr("mmbind.lab.simulate.simulate", sim)
     return sim
 
 
@@ -252,7 +252,7 @@ def test_nodes_per_role_and_centralised_sections(
     tmp_path: Path, fake: FakeSimulation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: a fake centralised run
-    pytest.importorskip("mmbind.server.centralised")
+    pytest.importorskip("mmbind.lab.centralised")
     central_calls: list[RunConfig] = []
 
     def run_centralised(config: RunConfig, *, progress: Any = None) -> dict[str, Any]:
@@ -266,7 +266,7 @@ def test_nodes_per_role_and_centralised_sections(
             "history": {"centralised.pretrain.acc": [1.0, 0.5]},
         }
 
-    monkeypatch.setattr("mmbind.server.centralised.run_centralised", run_centralised)
+    monkeypatch.setattr("mmbind.lab.centralised.run_centralised", run_centralised)
     # Execute
     code = main(
         experiment(
@@ -306,7 +306,7 @@ def test_report_skips_figures_whose_data_is_absent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: a workflow that reports no diagnostics and no history
-    monkeypatch.setattr("mmbind.server.simulate.simulate", FakeSimulation(diagnostics=False))
+    monkeypatch.setattr("mmbind.lab.simulate.simulate", FakeSimulation(diagnostics=False))
     # Execute
     assert main(experiment(tmp_path, "--methods", "lower_bound", "--label-budgets", "6")) == 0
     # Assert

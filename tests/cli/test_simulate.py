@@ -106,7 +106,7 @@ def no_simulation(*_args: object, **_kwargs: object) -> None:
 @pytest.fixture
 def simulation_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if ``simulate`` runs: the CLI must refuse before any work."""
-    monkeypatch.setattr("mmbind.server.simulate.simulate", no_simulation)
+    monkeypatch.setattr("mmbind.lab.simulate.simulate", no_simulation)
 
 
 def one_line_error(err: str) -> str:
@@ -156,7 +156,7 @@ def test_split_outside_the_protocol_is_refused_before_the_data_loads(
 ) -> None:
     # Prepare: simulate() may check; the data must not load, Ray must not start
     monkeypatch.setattr("mmbind.client.local_data.load_dataset", no_simulation)
-    monkeypatch.setattr("mmbind.server.simulate.load_dataset", no_simulation)
+    monkeypatch.setattr("mmbind.lab.simulate.load_dataset", no_simulation)
     monkeypatch.setattr("flwr.simulation.run_simulation", no_simulation)
     # Execute
     code = main(["simulate", "-q", "--output", str(tmp_path), *args])
@@ -204,7 +204,7 @@ def test_existing_results_are_kept_unless_overwrite(
         calls.append(config)
         raise FederationError("stopped by the test")
 
-    monkeypatch.setattr("mmbind.server.simulate.simulate", simulation_stops)
+    monkeypatch.setattr("mmbind.lab.simulate.simulate", simulation_stops)
     # Execute
     refused = main(["simulate", "-q", "--output", str(tmp_path)])
     refused_err = capsys.readouterr().err

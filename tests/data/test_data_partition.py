@@ -1,4 +1,4 @@
-"""Role partitioning: subject-disjoint roles, DESIGN.md's split 0, node datasets."""
+"""Role partitioning: subject-disjoint roles, docs/design.md's split 0, node datasets."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -122,3 +124,13 @@ def test_bad_inputs() -> None:
     with pytest.raises(ShapeError):
         recall_at_1(np.zeros(3), np.zeros(4))
     assert recall_at_1(np.array([1, 2, 3]), np.array([[1], [0], [3]])) == pytest.approx(2 / 3)
+
+
+def test_missing_faiss_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: faiss unimportable, as in an install without the 'ann' extra
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    x = clustered(64)
+
+    # Execute / Assert
+    with pytest.raises(ConfigError, match=r"pip install 'mmbind\[ann\]'"):
+        AnnIndex(x, "hnsw")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mmbind.server.report import phase_of, render_report, write_report
+from mmbind.lab.report import phase_of, render_report, write_report
 
 
 @pytest.mark.parametrize(

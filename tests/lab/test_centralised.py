@@ -12,14 +12,14 @@ import torch
 from mmbind.binding.pairing import bind_by_modality, pairing_accuracy
 from mmbind.client.local_data import node_from_context, simulated_nodes
 from mmbind.errors import BindingError
-from mmbind.run_config import RunConfig
-from mmbind.server import centralised
-from mmbind.server.centralised import (
+from mmbind.lab import centralised
+from mmbind.lab.centralised import (
     bind_nodes,
     normalised_nodes,
     pretrain_pooled,
     run_centralised,
 )
+from mmbind.run_config import RunConfig
 
 TINY = {
     "pretrain_rounds": 1,
