@@ -10,24 +10,31 @@ needs many runs fast, and tests that look inside messages. ``mmbind simulate`` a
 experiment`` run on Flower's simulation engine.
 
 This module and :mod:`mmbind.server.superlink` are where mmbind touches Flower internals
-(``Metadata._message_id``, ``TaskIdentity``); ``tests/server/test_flower_internals.py`` pins
-them, so a Flower upgrade that moves one fails in seconds.
+(``Metadata._message_id``, ``TaskIdentity``); tests that script a grid of their own use
+:func:`assign_message_id` and :func:`task_identity` from here.
+``tests/server/test_flower_internals.py`` pins every internal Flower name mmbind uses, so a
+Flower upgrade that moves one fails in seconds.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.supercore.task_identity import TaskIdentity
 
-__all__ = ["InProcessGrid", "claim_task_identity"]
+__all__ = ["InProcessGrid", "assign_message_id", "claim_task_identity", "task_identity"]
 
 RUN_ID = 1
 """The run id every in-process message carries."""
+
+
+_TASK_IDENTITY_FIELDS = ("_run_id", "_node_id", "_task_id")
+"""TaskIdentity's private class attributes behind its ``run_id``/``node_id``/``task_id``."""
 
 
 def claim_task_identity(run_id: int = RUN_ID) -> None:
@@ -36,6 +43,31 @@ def claim_task_identity(run_id: int = RUN_ID) -> None:
     TaskIdentity.run_id = run_id
     TaskIdentity.node_id = 0
     TaskIdentity.task_id = 0
+
+
+@contextmanager
+def task_identity(run_id: int = RUN_ID) -> Iterator[None]:
+    """:func:`claim_task_identity` for a block; the process's earlier identity comes back after.
+
+    For tests that build messages without a grid of this module (a scripted grid).
+    """
+    # TaskIdentity's getters raise while unset, so the earlier values are read raw.
+    saved = {name: getattr(TaskIdentity, name) for name in _TASK_IDENTITY_FIELDS}
+    claim_task_identity(run_id)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(TaskIdentity, name, value)
+
+
+def assign_message_id(message: Message, message_id: str) -> None:
+    """Give ``message`` the id a SuperLink would (replies point back to it).
+
+    Flower's ``Metadata.message_id`` has no setter: the id lives in its private
+    ``_message_id`` entry.
+    """
+    message.metadata.__dict__["_message_id"] = message_id
 
 
 class InProcessGrid:
@@ -103,7 +135,7 @@ class InProcessGrid:
         for msg in messages:
             # A SuperLink gives every message an id; replies point back to it.
             self._count += 1
-            msg.metadata.__dict__["_message_id"] = f"inprocess-{self._count}"
+            assign_message_id(msg, f"inprocess-{self._count}")
             start = time.perf_counter()
             reply = self.client_app(msg, self.contexts[msg.metadata.dst_node_id])
             kind = msg.metadata.message_type

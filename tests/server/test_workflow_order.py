@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from flwr.app import ConfigRecord, Message, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from mmbind.manifest import NodeManifest
 from mmbind.run_config import RunConfig
+from mmbind.server.inprocess import assign_message_id, task_identity
 from mmbind.server.store import InMemoryBindingStore
 from mmbind.server.workflow import Workflow
 
@@ -27,7 +27,7 @@ class ReversedGrid:
     def push_messages(self, messages: Iterable[Message]) -> Iterator[str]:
         ids = []
         for i, msg in enumerate(messages):
-            msg.metadata.__dict__["_message_id"] = f"m{i}"
+            assign_message_id(msg, f"m{i}")
             content = RecordDict({"config": ConfigRecord({"from": msg.metadata.dst_node_id})})
             self._replies.append(Message(content, reply_to=msg))
             ids.append(msg.metadata.message_id)
@@ -39,13 +39,13 @@ class ReversedGrid:
 
 
 @pytest.fixture
-def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+def scripted_task() -> Iterator[None]:
     """Flower stamps messages with the running task's ids; give this process some."""
-    for name in ("_run_id", "_node_id", "_task_id"):
-        monkeypatch.setattr(TaskIdentity, name, 1)
+    with task_identity():
+        yield
 
 
-@pytest.mark.usefixtures("task_identity")
+@pytest.mark.usefixtures("scripted_task")
 def test_replies_come_back_in_node_name_order() -> None:
     # Prepare: node ids do not follow the names, and replies arrive reversed
     workflow = Workflow(ReversedGrid(), RunConfig(), InMemoryBindingStore(), run_id="order")  # type: ignore[arg-type]

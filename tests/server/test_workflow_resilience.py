@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from flwr.app import ConfigRecord, Error, Message, RecordDict
 from flwr.common.constant import ErrorCode
-from flwr.supercore.task_identity import TaskIdentity
 
 from mmbind.errors import FederationError
 from mmbind.manifest import NodeManifest
 from mmbind.run_config import RunConfig
+from mmbind.server.inprocess import assign_message_id, task_identity
 from mmbind.server.store import InMemoryBindingStore
 from mmbind.server.workflow import Workflow, checkpoint
 from mmbind.server.workflow import channel as channel_module
@@ -60,7 +60,7 @@ class FlakyGrid:
         ids = []
         for msg in messages:
             self._count += 1
-            msg.metadata.__dict__["_message_id"] = f"m{self._count}"
+            assign_message_id(msg, f"m{self._count}")
             node = msg.metadata.dst_node_id
             self.sent.append((node, msg.metadata.message_type))
             if node in self.away:
@@ -77,11 +77,11 @@ class FlakyGrid:
 
 
 @pytest.fixture(autouse=True)
-def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+def scripted_task(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Flower stamps messages with the running task's ids; give this process some."""
-    for name in ("_run_id", "_node_id", "_task_id"):
-        monkeypatch.setattr(TaskIdentity, name, 1)
     monkeypatch.setattr(channel_module, "NODE_POLL_SECONDS", 0.01)
+    with task_identity():
+        yield
 
 
 def make_workflow(grid: FlakyGrid, grace: float, store: InMemoryBindingStore) -> Workflow:
