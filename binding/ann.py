@@ -44,6 +44,7 @@ __all__ = [
     "choose_index",
     "choose_method",
     "estimate_recall",
+    "faiss_available",
     "recall_at_1",
     "search",
     "search_both",
@@ -132,6 +133,15 @@ def choose_method(
 
 #: What to run when faiss is missing (faiss-cpu is the optional extra ``ann``).
 INSTALL_HINT = "pip install 'mmbind[ann]'"
+
+
+def faiss_available() -> bool:
+    """Whether faiss (the optional extra ``ann``) can be imported."""
+    try:
+        _faiss()
+    except ConfigError:
+        return False
+    return True
 
 
 def _faiss() -> Any:

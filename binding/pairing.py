@@ -7,6 +7,9 @@ Two binding modes of MMBind (Ouyang et al., "MMBind", SenSys 2025, Sec. 4.2):
   several queries may bind to the same partner sample (many-to-one, as in the paper's code);
 * **label binding** — every query sample is bound to a random partner sample of the same class.
 
+Modality binding is exact (:func:`bind_by_modality`) or, for large problems, approximate
+(:func:`bind_by_modality_approx`: a FAISS index, its recall measured on a sample).
+
 Bindings are index tables; the arrays they index stay on their nodes.
 """
 
@@ -21,7 +24,20 @@ from numpy.typing import ArrayLike, NDArray
 from mmbind.binding.search import l2_normalize, topk_cosine
 from mmbind.errors import BindingError, DataError, ShapeError
 
-__all__ = ["Bindings", "bind_by_label", "bind_by_modality", "pairing_accuracy"]
+__all__ = [
+    "ANN_THRESHOLD",
+    "ApproximateSearch",
+    "Bindings",
+    "bind_by_label",
+    "bind_by_modality",
+    "bind_by_modality_approx",
+    "pairing_accuracy",
+]
+
+ANN_THRESHOLD = 1_000_000_000
+"""Query x partner pairs of one binding above which the coordinator binds approximately
+(run config ``ann-threshold``): a billion pairs are some seconds of exact search; UTD-MHAD and
+the synthetic runs bind far below it."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,6 +172,101 @@ def bind_by_modality(
         partner_index=row,
         similarity=sims[:, 0].astype(np.float32),
     )
+
+
+@dataclass(frozen=True)
+class ApproximateSearch:
+    """How an approximate modality binding searched, and how well.
+
+    Attributes
+    ----------
+    method : {"hnsw", "ivf"}
+        The FAISS index the partners' embeddings went into (``ann.choose_index``).
+    pairs : int
+        ``N x M``: query samples times partner samples (what exact search would have scored).
+    recall : float
+        Recall@1 against exact search on ``sample`` query samples: the share whose approximate
+        partner is the exact one.
+    stderr : float
+        Binomial standard error of ``recall`` (0 when every query was checked).
+    sample : int
+        Query samples checked against exact search.
+    """
+
+    method: str
+    pairs: int
+    recall: float
+    stderr: float
+    sample: int
+
+
+def bind_by_modality_approx(
+    query: ArrayLike,
+    partners: Sequence[ArrayLike],
+    *,
+    recall_sample: int = 1000,
+    seed: int = 0,
+    normalized: bool = True,
+) -> tuple[Bindings, ApproximateSearch]:
+    """:func:`bind_by_modality` through an approximate index (FAISS), with its measured recall.
+
+    The partners' embeddings, concatenated, go into an HNSW index (an IVF one above
+    :data:`mmbind.binding.ann.HNSW_MAX_KEYS` keys); every query takes its approximate top-1.
+    Recall@1 is measured against exact search on ``recall_sample`` queries drawn with ``seed``.
+
+    Parameters
+    ----------
+    query : ndarray, shape (N, d)
+    partners : sequence of ndarray, shapes (M_j, d)
+    recall_sample : int
+        Queries checked against exact search (all when ``N`` is smaller).
+    seed : int
+        Seed of the recall sample and of an IVF index's training sample.
+    normalized : bool
+        Rows are already L2-normalised.
+
+    Returns
+    -------
+    Bindings
+        ``P == N`` bindings in query order (ties carry no guarantee).
+    ApproximateSearch
+        The index kind, the problem size and the measured recall.
+
+    Raises
+    ------
+    ConfigError
+        faiss (the optional extra ``ann``) is not installed.
+    BindingError, ShapeError, DataError
+        As :func:`bind_by_modality`.
+    """
+    from mmbind.binding import ann  # faiss is optional: imported only when asked for
+
+    _check_partners(partners)
+    q = _check_matrix("query", query)
+    keys = [_check_matrix(f"partners[{j}]", p, q.shape[1]) for j, p in enumerate(partners)]
+    sizes = [k.shape[0] for k in keys]
+    if sum(sizes) == 0:
+        raise BindingError("nothing to bind against: every partner node has zero samples")
+    pairs = q.shape[0] * sum(sizes)
+    kind = ann.choose_index(sum(sizes), q.shape[1])
+    if q.shape[0] == 0:
+        return _empty_bindings(), ApproximateSearch(kind, 0, 1.0, 0.0, 0)
+    flat = np.concatenate(keys, axis=0)
+    index = ann.AnnIndex(flat, kind, ann.AnnParams(seed=seed), normalized=normalized)
+    sims, idx = index.search(q, 1, normalized=normalized)
+    recall, stderr = ann.estimate_recall(
+        q, flat, idx, sample=recall_sample, seed=seed, normalized=normalized
+    )
+    found = idx[:, 0] >= 0  # FAISS may find nothing for a query: it stays unbound
+    node, row = _split_global_index(idx[found, 0], sizes)
+    bindings = Bindings(
+        query_index=np.flatnonzero(found).astype(np.int64),
+        partner_node=node,
+        partner_index=row,
+        similarity=sims[found, 0].astype(np.float32),
+    )
+    checked = min(q.shape[0], recall_sample)
+    return bindings, ApproximateSearch(kind, int(pairs), recall, stderr, checked)
 
 
 def bind_by_label(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mmbind.binding.pairing import ANN_THRESHOLD
 from mmbind.binding.weights import WEIGHTINGS, get_weighting
 from mmbind.errors import ConfigError
 from mmbind.methods import ALL_METHODS, DEFAULT_METHODS, Method
@@ -114,6 +115,13 @@ class RunConfig(BaseModel):
     )
     binding_standardize: bool = Field(
         True, description="standardise shared-modality embeddings per node before binding"
+    )
+    ann_threshold: int = Field(
+        ANN_THRESHOLD,
+        ge=0,
+        description="query x partner pairs of one node's binding above which it searches an "
+        "approximate index (FAISS, the 'ann' extra) instead of exactly; its recall@1 against "
+        "exact search on a sample goes into results.json",
     )
     weighting: str = "similarity"
     methods: tuple[Method, ...] = METHODS

@@ -137,7 +137,7 @@ def _connect(
         remote = RemoteBindingStore(config.binding_service)
         return remote, RemoteBindingService(config.binding_service, run_id, store=remote)
     local = store if store is not None else InMemoryBindingStore()
-    return local, BindingService(local, run_id)
+    return local, BindingService(local, run_id, ann_threshold=config.ann_threshold)
 
 
 app = make_server_app()

@@ -5,7 +5,10 @@ The service keeps nodes' manifests and shared-modality uploads in a
 complementary modality from which partners, and computes the bindings with
 :mod:`mmbind.binding.pairing` (MMBind, Ouyang et al. 2025, Sec. 4.2: each sample
 bound to its most similar sample of a node holding the complementary modality,
-in both directions, many-to-one).
+in both directions, many-to-one). Above ``ann_threshold`` query x partner pairs a
+request searches an approximate index instead
+(:func:`~mmbind.binding.pairing.bind_by_modality_approx`: FAISS, the optional extra
+``ann``), and its binding carries the recall measured against exact search on a sample.
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from mmbind.binding.pairing import Bindings, bind_by_label, bind_by_modality, pairing_accuracy
+from mmbind.binding.pairing import (
+    ANN_THRESHOLD,
+    ApproximateSearch,
+    Bindings,
+    bind_by_label,
+    bind_by_modality,
+    bind_by_modality_approx,
+    pairing_accuracy,
+)
 from mmbind.binding.weights import Weighting
 from mmbind.errors import BindingError, DataError, UnknownNodeError
 from mmbind.manifest import NodeManifest as NodeManifest  # re-exported: its old home
@@ -44,6 +55,8 @@ class NodeBinding:
 
     request: BindRequest
     bindings: Bindings
+    search: ApproximateSearch | None = None
+    """How an approximate binding searched (None: exact search)."""
 
     @property
     def partner_node_ids(self) -> NDArray[np.uint64]:
@@ -154,11 +167,17 @@ class BindingService:
         Where manifests and uploads live (in-process or Redis).
     run_id : str
         Namespace of this run in the store.
+    ann_threshold : int
+        Query x partner pairs of one request above which modality binding searches an
+        approximate index (:data:`ANN_THRESHOLD` by default).
     """
 
-    def __init__(self, store: BindingStore, run_id: str) -> None:
+    def __init__(
+        self, store: BindingStore, run_id: str, *, ann_threshold: int = ANN_THRESHOLD
+    ) -> None:
         self.store = store
         self.run_id = run_id
+        self.ann_threshold = ann_threshold
 
     # ------------------------------------------------------------- manifests
     def register(self, manifest: NodeManifest) -> None:
@@ -206,8 +225,9 @@ class BindingService:
         """Compute every request's bindings from the stored uploads.
 
         ``by="modality"``: top-1 cosine match over the partners' shared-modality
-        embeddings. ``by="label"``: a random partner sample of the same class
-        (the paper's label binding), with the embeddings' cosine as similarity.
+        embeddings, exact up to ``ann_threshold`` pairs, approximate above. ``by="label"``:
+        a random partner sample of the same class (the paper's label binding), with the
+        embeddings' cosine as similarity.
         """
         out: list[NodeBinding] = []
         for req in requests:
@@ -215,7 +235,18 @@ class BindingService:
             partners = [self._uploaded(p) for p in req.partners]
             q_emb = np.asarray(query["embeddings"], np.float32)
             p_emb = [np.asarray(p["embeddings"], np.float32) for p in partners]
-            if by == "modality":
+            search: ApproximateSearch | None = None
+            if by == "modality" and approximate(q_emb, p_emb, self.ann_threshold):
+                bindings, search = bind_by_modality_approx(q_emb, p_emb, seed=seed)
+                log.info(
+                    "node %d lacks %s: approximate binding (%s, %d pairs), recall@1 %.4f",
+                    req.node_id,
+                    req.modality,
+                    search.method,
+                    search.pairs,
+                    search.recall,
+                )
+            elif by == "modality":
                 bindings = bind_by_modality(q_emb, p_emb)
             else:
                 if "labels" not in query or any("labels" not in p for p in partners):
@@ -229,7 +260,7 @@ class BindingService:
                     seed=seed + req.node_id % 10_000,
                     similarity=(q_emb, p_emb),
                 )
-            out.append(NodeBinding(req, bindings))
+            out.append(NodeBinding(req, bindings, search))
             log.debug(
                 "node %d lacks %s: %d bindings over partners %s",
                 req.node_id,
@@ -238,6 +269,18 @@ class BindingService:
                 req.partners,
             )
         return out
+
+
+def approximate(
+    query: NDArray[np.float32], partners: Sequence[NDArray[np.float32]], threshold: int
+) -> bool:
+    """Whether binding ``query`` ``(N, d)`` against ``partners`` ``(M_j, d)`` goes approximate."""
+    return request_pairs(len(query), [len(p) for p in partners]) > threshold
+
+
+def request_pairs(num_queries: int, partner_sizes: Sequence[int]) -> int:
+    """Pairs an exact binding of one request scores: queries x all partners' samples."""
+    return int(num_queries) * int(sum(partner_sizes))
 
 
 def tuple_weights(

@@ -66,7 +66,7 @@ def build_results(
             "mean_similarity": _maybe_round(binding.get("mean_similarity")),
             **{
                 key: binding[key]
-                for key in ("by", "pairing_confusion", "class_similarity")
+                for key in ("by", "search", "late_joiners", "pairing_confusion", "class_similarity")
                 if key in binding
             },
         },

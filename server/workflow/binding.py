@@ -3,7 +3,9 @@
 :func:`configure_embed` asks the nodes for their embeddings; the workflow hands them
 to the binding service, which binds; :func:`report` describes the binding for
 results.json (with its class-similarity and pairing-confusion matrices when the
-nodes sent evaluation labels).
+nodes sent evaluation labels), :func:`search_report` how an approximate binding
+searched and its recall. :func:`check_search` refuses, before any training, a run
+that would bind approximately without faiss installed.
 """
 
 from __future__ import annotations
@@ -16,9 +18,17 @@ import torch
 from numpy.typing import NDArray
 
 from mmbind import wire
+from mmbind.binding import ann
 from mmbind.binding.diagnostics import class_similarity, pairing_confusion
+from mmbind.errors import ConfigError
 from mmbind.manifest import NodeManifest
-from mmbind.server.binding_service import BindRequest, NodeBinding, binding_report
+from mmbind.server.binding_service import (
+    BindRequest,
+    NodeBinding,
+    binding_report,
+    plan_requests,
+    request_pairs,
+)
 
 
 class BindingServiceAPI(Protocol):
@@ -97,3 +107,54 @@ def report(
         ]
         out["class_similarity"] = class_similarity(pairs, num_classes).tolist()
     return out
+
+
+def check_search(nodes: Sequence[NodeManifest], shared: str, threshold: int) -> None:
+    """Refuse, at phase 1, a binding that would go approximate without faiss installed.
+
+    Raises
+    ------
+    ConfigError
+        Some request binds more than ``threshold`` pairs and faiss (the extra ``ann``) is
+        missing.
+    """
+    sizes = {n.node_id: n.num_samples for n in nodes}
+    largest = max(
+        (request_pairs(sizes[r.node_id], [sizes[p] for p in r.partners])
+         for r in plan_requests(nodes, shared)),
+        default=0,
+    )  # fmt: skip
+    if largest > threshold and not ann.faiss_available():
+        raise ConfigError(
+            f"binding would search an approximate index ({largest} pairs > ann-threshold "
+            f"{threshold}), which needs faiss: {ann.INSTALL_HINT}, or raise ann-threshold "
+            "to bind exactly"
+        )
+
+
+def search_report(bindings: Sequence[NodeBinding], threshold: int) -> dict[str, Any]:
+    """results.json's ``binding.search``: how each request searched, and the recall.
+
+    ``recall_at_1`` is the approximate requests' recall@1 against exact search, averaged
+    over the query samples checked (each request checks a sample of its queries).
+    """
+    approx = [b for b in bindings if b.search is not None]
+    checked = sum(b.search.sample for b in approx if b.search is not None)
+    hits = sum(b.search.recall * b.search.sample for b in approx if b.search is not None)
+    return {
+        "method": "approximate" if approx else "exact",
+        "ann_threshold": int(threshold),
+        "recall_at_1": round(hits / checked, 6) if checked else None,
+        "recall_sample": int(checked),
+        "requests": [
+            {
+                "node_id": b.request.node_id,
+                "modality": b.request.modality,
+                "method": b.search.method if b.search else "exact",
+                "pairs": b.search.pairs if b.search else None,
+                "recall_at_1": round(b.search.recall, 6) if b.search else None,
+                "recall_stderr": round(b.search.stderr, 6) if b.search else None,
+            }
+            for b in bindings
+        ],
+    }

@@ -96,7 +96,9 @@ class Rounds:
         self.config = config
         self.store = store
         self.run_id = run_id
-        self.service: BindingServiceAPI = service or BindingService(store, run_id)
+        self.service: BindingServiceAPI = service or BindingService(
+            store, run_id, ann_threshold=config.ann_threshold
+        )
         self._progress = progress or (lambda label, step, total: None)
         self.evaluation_labels = evaluation_labels
         self.weighting = get_weighting(config.weighting)
@@ -254,6 +256,8 @@ class Rounds:
         layout = check_layout(nodes, self.config.shared_modality if binds else None)
         self._num_classes = layout.num_classes
         self._modalities = layout.modalities
+        if binds and isinstance(self.service, BindingService):
+            binding.check_search(nodes, self.config.shared_modality, self.service.ann_threshold)
 
     # -------------------------------------------------------------- phase 2
     def pretrain(self) -> dict[str, State]:
@@ -314,6 +318,10 @@ class Rounds:
         self.result.binding = binding.report(
             bindings[kinds[0]], kinds[0], requests, embeddings, eval_labels, self._num_classes
         )
+        if any(b.search for b in bindings[kinds[0]]):
+            self.result.binding["search"] = binding.search_report(
+                bindings[kinds[0]], cfg.ann_threshold
+            )
         self.progress("binding", 1, 1)
         return bindings
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
 
 from mmbind.binding.search import l2_normalize
 from mmbind.binding.weights import get_weighting
-from mmbind.errors import BindingError, DataError, UnknownNodeError
+from mmbind.errors import BindingError, ConfigError, DataError, UnknownNodeError
 from mmbind.server.binding_service import (
     BindingService,
     NodeManifest,
@@ -20,6 +21,7 @@ from mmbind.server.binding_service import (
     tuple_weights,
 )
 from mmbind.server.store import InMemoryBindingStore
+from mmbind.server.workflow.binding import check_search
 
 
 def paper_nodes(n: int = 6) -> list[NodeManifest]:
@@ -111,6 +113,50 @@ def test_bindings_are_top1_matches_and_weights_follow_similarity() -> None:
     report = binding_report(bindings, labels)
     assert report["pairs"] == 12
     assert report["pairing_accuracy"] == pytest.approx(1.0)
+
+
+def _two_bound_nodes(threshold: int) -> tuple[BindingService, np.ndarray]:
+    """A and B of :func:`paper_nodes` uploaded (B is A permuted); ``threshold`` pairs."""
+    rng = np.random.default_rng(0)
+    a = l2_normalize(rng.normal(size=(6, 8)))
+    perm = rng.permutation(6)
+    service = BindingService(InMemoryBindingStore(), "run", ann_threshold=threshold)
+    for node in paper_nodes():
+        service.register(node)
+    service.upload(10, a)
+    service.upload(11, l2_normalize(a[perm] + 0.01 * rng.normal(size=(6, 8))))
+    return service, perm
+
+
+def test_above_the_threshold_binding_is_approximate_with_its_recall() -> None:
+    pytest.importorskip("faiss")  # the optional extra 'ann'
+    # Prepare: 6 x 6 = 36 pairs per request, above a threshold of 35
+    service, perm = _two_bound_nodes(threshold=35)
+    # Execute
+    bindings = service.bind(plan_requests(service.nodes, "acc"))
+    # Assert: searched through HNSW, every query checked, all bound as exact search binds
+    a_to_b = next(x for x in bindings if x.request.node_id == 10)
+    assert a_to_b.search is not None
+    assert (a_to_b.search.method, a_to_b.search.pairs) == ("hnsw", 36)
+    assert (a_to_b.search.recall, a_to_b.search.sample) == (1.0, 6)
+    np.testing.assert_array_equal(perm[a_to_b.bindings.partner_index], np.arange(6))
+
+
+def test_up_to_the_threshold_binding_is_exact() -> None:
+    service, _ = _two_bound_nodes(threshold=36)
+    bindings = service.bind(plan_requests(service.nodes, "acc"))
+    assert [b.search for b in bindings] == [None, None]
+
+
+def test_approximate_binding_without_faiss_is_refused_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: faiss unimportable, as in an install without the 'ann' extra
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    # Execute / Assert: phase 1's check names the extra and the threshold
+    with pytest.raises(ConfigError, match=r"36 pairs > ann-threshold 35.*mmbind\[ann\]"):
+        check_search(paper_nodes(), "acc", 35)
+    check_search(paper_nodes(), "acc", 36)  # exact: faiss not needed
 
 
 def test_upload_checks_node_and_shape() -> None:
