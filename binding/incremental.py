@@ -11,6 +11,10 @@ complementary node ``O`` gives
 No pair between two old nodes is ever recomputed, and the tables equal a full recomputation
 (:func:`bind_full`) whatever the arrival order, because ties are broken by a total order that does
 not depend on it: higher similarity first, then the lower node id, then the lower sample index.
+
+A binder can also start from nodes bound already (:meth:`IncrementalBinder.from_tables`: their
+tables given, no pair computed), as a coordinator that bound its first nodes in one call does
+when another node joins.
 """
 
 from __future__ import annotations
@@ -149,6 +153,84 @@ class IncrementalBinder:
         val, key = merge_topk([cur, (sims, keys)], self.k)
         self._sims[node_id][rows] = val
         self._keys[node_id][rows] = key
+
+    @classmethod
+    def from_tables(
+        cls,
+        embeddings: Mapping[NodeId, NDArray[np.floating[Any]]],
+        tables: Mapping[NodeId, BindingTable],
+        k: int = 1,
+        *,
+        complementary: Complementary | None = None,
+        dtype: DTypeLike = np.float32,
+        normalized: bool = False,
+        block_size: int | tuple[int, int] | None = None,
+        threads: int | None = None,
+    ) -> IncrementalBinder:
+        """A binder over nodes bound already: their current top-k partners given, none computed.
+
+        Parameters
+        ----------
+        embeddings : mapping NodeId -> ndarray (n_i, d)
+            Every bound node's embeddings.
+        tables : mapping NodeId -> BindingTable
+            The current top-k partners of nodes in ``embeddings`` (e.g. of an earlier full
+            binding; each table's ``partner`` points into its own ``node_ids``). A node
+            without a table starts with no partners: only nodes whose table is never read,
+            or that have none, may lack one.
+        k, complementary, dtype, normalized, block_size, threads
+            As in :class:`IncrementalBinder`.
+
+        Raises
+        ------
+        ShapeError
+            Embeddings are not 2-D or disagree on ``d``; a table is not ``(n_i, k)``, or
+            points past its partner's samples.
+        UnknownNodeError
+            A table names a partner without embeddings, or a node without embeddings.
+        """
+        binder = cls(
+            k, complementary=complementary, dtype=dtype, block_size=block_size, threads=threads
+        )
+        unknown = sorted(map(str, set(tables) - set(embeddings)))
+        if unknown:
+            raise UnknownNodeError(f"tables of nodes without embeddings: {', '.join(unknown)}")
+        binder._order = sorted(embeddings, key=_sort_key)
+        rank = {n: i for i, n in enumerate(binder._order)}
+        d: int | None = None
+        for node in binder._order:
+            arr = np.asarray(embeddings[node])
+            if arr.ndim != 2 or (d is not None and arr.shape[1] != d):
+                raise ShapeError(f"embeddings of node {node!r} have shape {arr.shape}")
+            d = arr.shape[1]
+            binder._emb[node] = to_storage(arr, binder._dtype, normalized=normalized)
+        for node in binder._order:
+            n = binder._emb[node].shape[0]
+            sims = np.full((n, k), -np.inf, np.float32)
+            keys = np.full((n, k), _NO_KEY, np.int64)
+            table = tables.get(node)
+            if table is not None:
+                if table.sims.shape != (n, k) or table.idx.shape != (n, k):
+                    raise ShapeError(
+                        f"table of node {node!r} is {table.sims.shape}; expected {(n, k)}"
+                    )
+                missing = [p for p in table.node_ids if p not in rank]
+                if (
+                    missing
+                    and np.isin(table.partner, [table.node_ids.index(p) for p in missing]).any()
+                ):
+                    raise UnknownNodeError(f"table of node {node!r} names partners {missing}")
+                lut = np.array([rank.get(p, -1) for p in table.node_ids], np.int64)
+                real = table.partner >= 0
+                ranks = lut[table.partner[real]]
+                sizes = np.array([binder._emb[o].shape[0] for o in binder._order], np.int64)
+                if (table.idx[real] < 0).any() or (table.idx[real] >= sizes[ranks]).any():
+                    raise ShapeError(f"table of node {node!r} points past a partner's samples")
+                keys[real] = (ranks << _IDX_BITS) | table.idx[real]
+                sims[real] = table.sims[real]
+            binder._sims[node] = sims
+            binder._keys[node] = keys
+        return binder
 
     # ------------------------------------------------------------------ updates
 

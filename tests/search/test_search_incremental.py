@@ -142,3 +142,41 @@ def test_errors() -> None:
         IncrementalBinder(0)
     with pytest.raises(ConfigError):
         IncrementalBinder(dtype=np.int8)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 20), min_size=3, max_size=5),
+    k=st.integers(1, 3),
+    seed=st.integers(0, 2**31),
+)
+def test_a_binder_from_a_full_binding_goes_on_as_if_it_had_bound_each_node(
+    sizes: list[int], k: int, seed: int
+) -> None:
+    # Prepare: every node but the last bound in one call
+    names: list[NodeId] = ["A", "B", "C", "D", "E"][: len(sizes)]
+    embs = int_nodes(seed, dict(zip(names, sizes, strict=True)))
+    first = {n: embs[n] for n in names[:-1]}
+    tables = bind_full(first, k, complementary=by_modality, normalized=True)
+    # Execute: a binder from those tables (nothing computed), then the last node joins
+    inc = IncrementalBinder.from_tables(
+        first, tables, k, complementary=by_modality, normalized=True
+    )
+    seeded = inc.pairs_computed
+    inc.add_node(names[-1], embs[names[-1]], normalized=True)
+    # Assert: the full binding of every node, with only the newcomer's pairs computed
+    assert_same(inc, bind_full(embs, k, complementary=by_modality, normalized=True))  # type: ignore[arg-type]
+    new = sizes[-1] * sum(len(embs[o]) for o in names[:-1] if by_modality(names[-1], o))
+    assert (seeded, inc.pairs_computed) == (0, new)
+
+
+def test_tables_must_fit_the_nodes_they_bind() -> None:
+    embs = int_nodes(0, {"A": 3, "B": 2})
+    tables = bind_full(embs, 1, normalized=True)
+    with pytest.raises(UnknownNodeError, match="without embeddings"):
+        IncrementalBinder.from_tables({"A": embs["A"]}, tables, normalized=True)
+    with pytest.raises(ShapeError, match="expected"):
+        IncrementalBinder.from_tables(embs, tables, 2, normalized=True)
+    short = {"A": embs["A"], "B": embs["B"][:1]}
+    with pytest.raises(ShapeError, match="past a partner"):
+        IncrementalBinder.from_tables(short, {"A": tables["A"]}, normalized=True)
