@@ -86,6 +86,10 @@ class InProcessGrid:
         are random unsigned 64-bit integers; pass one above ``2**63`` to test that range.
     observe : callable, optional
         ``observe(message, reply)`` after every delivery (tests look inside messages).
+    arrivals : mapping of int to str, optional
+        Late nodes: node id -> a message type. Such a node is not connected (not in
+        :meth:`get_node_ids`) until the grid has delivered a message of that type to the
+        other nodes, as a SuperNode that connects while a run is under way.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class InProcessGrid:
         *,
         first_node_id: int = 1,
         observe: Callable[[Message, Message], None] | None = None,
+        arrivals: Mapping[int, str] | None = None,
     ) -> None:
         if not (first_node_id > 0 and first_node_id + len(node_configs) <= 2**64):
             raise ValueError(f"first_node_id={first_node_id}: node ids must fit in 1..2**64-1")
@@ -113,6 +118,10 @@ class InProcessGrid:
         self.seconds: dict[str, float] = {}
         """Seconds spent in the ClientApp per message type."""
         self._observe = observe
+        self._arrivals = dict(arrivals or {})
+        unknown = sorted(set(self._arrivals) - set(self.contexts))
+        if unknown:
+            raise ValueError(f"arrivals name nodes this grid does not have: {unknown}")
         self._count = 0
         self._replies: dict[str, Message] = {}
         claim_task_identity()
@@ -126,13 +135,19 @@ class InProcessGrid:
         return cls(client_app, run_config, configs, **kwargs)
 
     def get_node_ids(self) -> Iterable[int]:
-        """Ids of every node (all are always connected)."""
-        return list(self.contexts)
+        """Ids of the connected nodes (every node but late ones still to arrive)."""
+        return [n for n in self.contexts if n not in self._arrivals]
 
     def push_messages(self, messages: Iterable[Message]) -> Iterator[str]:
         """Deliver each message now; its reply waits for :meth:`pull_messages`."""
         ids = []
+        arrived: set[int] = set()
         for msg in messages:
+            if msg.metadata.dst_node_id in self._arrivals:
+                raise ValueError(f"node {msg.metadata.dst_node_id} is not connected yet")
+            arrived |= {
+                n for n, kind in self._arrivals.items() if kind == msg.metadata.message_type
+            }
             # A SuperLink gives every message an id; replies point back to it.
             self._count += 1
             assign_message_id(msg, f"inprocess-{self._count}")
@@ -144,6 +159,8 @@ class InProcessGrid:
                 self._observe(msg, reply)
             self._replies[msg.metadata.message_id] = reply
             ids.append(msg.metadata.message_id)
+        for node_id in arrived:
+            del self._arrivals[node_id]
         return iter(ids)
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterator[Message]:

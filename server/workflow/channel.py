@@ -93,6 +93,10 @@ class NodeChannel:
                 )
             time.sleep(CONNECT_POLL_SECONDS)
 
+    def connected(self) -> list[int]:
+        """Ids of the nodes connected now (``Grid.get_node_ids``), sorted."""
+        return sorted(self.grid.get_node_ids())
+
     def deliver(
         self, message_type: str, contents: Mapping[int, RecordDict]
     ) -> tuple[dict[int, RecordDict], dict[int, str]]:

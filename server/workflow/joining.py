@@ -18,13 +18,13 @@ phase-1 nodes), and its moments are not merged in: the other nodes' models would
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from mmbind.binding.incremental import BindingTable, IncrementalBinder
+from mmbind.binding.incremental import BindingTable, IncrementalBinder, NodeId
 from mmbind.binding.pairing import Bindings
 from mmbind.manifest import NodeManifest, NodeReport
 from mmbind.server.binding_service import BindRequest, NodeBinding
@@ -122,17 +122,15 @@ class LateBinder:
             holds = {n.node_id: m in n.modalities for n in members}
             mine = {b.request.node_id: b for b in bindings if b.request.modality == m}
             ids = sorted(holds)
-            tables = {
+            tables: dict[NodeId, BindingTable] = {
                 n: _table(mine.get(n), self._sizes[n], ids)
                 for n, holder in holds.items()
                 if not holder
             }
             self._holds[m] = holds
+            embs: dict[NodeId, NDArray[np.float32]] = {n: embeddings[n] for n in holds}
             self._binders[m] = IncrementalBinder.from_tables(
-                {n: embeddings[n] for n in holds},
-                tables,
-                complementary=lambda a, b, h=holds: h[int(a)] != h[int(b)],
-                normalized=True,
+                embs, tables, complementary=_one_holds(holds), normalized=True
             )
 
     def add(
@@ -194,6 +192,15 @@ class LateBinder:
                 else:
                     rebound += int(rows.size)
         return out, {"pairs": pairs, "rebound": rebound, "similarities": computed}
+
+
+def _one_holds(holds: Mapping[int, bool]) -> Callable[[NodeId, NodeId], bool]:
+    """Two nodes bind when exactly one of them holds the modality (``holds`` grows)."""
+
+    def complementary(a: NodeId, b: NodeId) -> bool:
+        return holds[int(a)] != holds[int(b)]
+
+    return complementary
 
 
 def _rebind(

@@ -10,12 +10,20 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+from mmbind import wire
 from mmbind.binding.fusion import FusionModel
-from mmbind.errors import FederationError
+from mmbind.binding.pairing import pairing_accuracy
+from mmbind.errors import FederationError, StoreError
+from mmbind.manifest import NodeManifest
 from mmbind.methods import MethodSpec
-from mmbind.server.binding_service import NodeBinding
-from mmbind.server.workflow import checkpoint
+from mmbind.server.binding_service import EMBEDDINGS, NodeBinding, plan_requests
+from mmbind.server.workflow import binding, checkpoint
+from mmbind.server.workflow.joining import LateBinder, refusal
 from mmbind.server.workflow.phases import Routed
 from mmbind.server.workflow.result import RunResult
 from mmbind.server.workflow.rounds import Progress as Progress  # re-exported
@@ -30,6 +38,139 @@ class Workflow(Rounds):
 
     Its parameters are those of :class:`~mmbind.server.workflow.rounds.Rounds`.
     """
+
+    # ------------------------------------------------------------ late nodes
+    def _admit(
+        self,
+        rnd: int,
+        tracks: Sequence[MethodSpec],
+        bindings: dict[str, list[NodeBinding]],
+    ) -> bool:
+        """Take in the nodes connected since phase 1; whether any was bound (refresh features).
+
+        Each one is asked for its manifest; one the run can take (:func:`.joining.refusal`)
+        is registered, embeds its shared modality with the pretrained encoders and is bound
+        against the bound nodes (:class:`.joining.LateBinder`); it trains from this round
+        on. results.json's ``binding.late_joiners`` records each, taken or refused.
+        """
+        fresh = [n for n in self.channel.connected() if n not in self.nodes]
+        fresh = [n for n in fresh if n not in self._refused]
+        if not fresh:
+            return False
+        request = wire.ManifestRequest().to_record()
+        replies, failed = self.channel.deliver(wire.MANIFEST, {n: request for n in fresh})
+        joined: list[NodeManifest] = []
+        oracle = any(t.oracle for t in tracks)
+        datasets = [d for d in self.result.dataset.split(",") if d]
+        for node_id in fresh:
+            record: dict[str, Any] = {"node_id": node_id, "round": rnd}
+            if node_id in failed:
+                why: str | None = f"its manifest failed: {failed[node_id]}"
+                report = None
+            else:
+                report = wire.ManifestReply.from_record(replies[node_id]).report
+                record["role"] = report.role
+                why = refusal(
+                    report, self.nodes, self._modalities, self._num_classes, datasets, oracle
+                )
+            if why is not None or report is None:
+                self._refused[node_id] = str(why)
+                self._late({**record, "refused": why})
+                log.warning("not taking late node %d: %s", node_id, why)
+                continue
+            manifest = report.manifest(node_id)
+            self.service.register(manifest)
+            self.nodes[node_id] = manifest
+            self.result.nodes.append(manifest.to_dict())
+            joined.append(manifest)
+            log.info("node %d (%s) joins at align round %d", node_id, report.role, rnd)
+        bound = False
+        for manifest in joined:
+            record = {"node_id": manifest.node_id, "role": manifest.role, "round": rnd}
+            record.update(self._bind_late(manifest, tracks, bindings))
+            bound = bound or bool(record.get("pairs") or record.get("rebound"))
+            self._late(record)
+        self._bindings_changed = self._bindings_changed or bound
+        return bound
+
+    def _late(self, record: dict[str, Any]) -> None:
+        self.result.binding.setdefault("late_joiners", []).append(record)
+        self.event({"kind": "late_join", **record})
+
+    def _bind_late(
+        self,
+        joiner: NodeManifest,
+        tracks: Sequence[MethodSpec],
+        bindings: dict[str, list[NodeBinding]],
+    ) -> dict[str, Any]:
+        """Embed and bind one late node; what its binding changed (for results.json)."""
+        shared = self.config.shared_modality
+        binders = [t for t in tracks if t.binding]
+        if not (binders and bindings and joiner.trains and shared in joiner.modalities):
+            return {"pairs": 0, "rebound": 0}
+        kinds = list(bindings)
+        asks = binding.configure_embed(
+            self._binding_model(binders[0]),
+            [joiner.node_id],
+            self._modalities,
+            shared,
+            kinds,
+            self.evaluation_labels,
+            self._norm,
+        )
+        replies = self._ask(wire.EMBED, asks, wire.EmbedReply.from_record)
+        if joiner.node_id not in replies:
+            return {"pairs": 0, "rebound": 0, "note": "dropped out while embedding"}
+        reply = replies[joiner.node_id]
+        self.service.upload(joiner.node_id, reply.embeddings, reply.labels)
+        out: dict[str, Any] = {}
+        if "modality" in bindings:
+            if self._late_binder is None:
+                bound = self._bound_embeddings()
+                if bound is None:
+                    return {"pairs": 0, "rebound": 0, "note": "bound nodes' embeddings lost"}
+                self._late_binder = LateBinder(
+                    self._active(), shared, self._modalities, bound, bindings["modality"]
+                )
+            bindings["modality"], out = self._late_binder.add(
+                joiner, reply.embeddings, bindings["modality"]
+            )
+        self._embeddings[joiner.node_id] = reply.embeddings
+        if reply.evaluation_labels is not None:
+            self._eval_labels[joiner.node_id] = reply.evaluation_labels
+        if "label" in bindings:  # the joiner's own samples only; the bound nodes keep theirs
+            mine = [r for r in plan_requests(self._active(), shared) if r.node_id == joiner.node_id]
+            new = self.service.bind(mine, by="label", seed=self.config.seed) if mine else []
+            bindings["label"] = [*bindings["label"], *new]
+            out.setdefault("pairs", sum(len(b.bindings) for b in new))
+        own = [b for b in bindings[kinds[0]] if b.request.node_id == joiner.node_id]
+        labels = self._eval_labels
+        if own and all(p in labels for b in own for p in (joiner.node_id, *b.request.partners)):
+            hits = sum(
+                pairing_accuracy(
+                    b.bindings, labels[joiner.node_id], [labels[p] for p in b.request.partners]
+                )
+                * len(b.bindings)
+                for b in own
+            )
+            out["pairing_accuracy"] = round(hits / max(1, sum(len(b.bindings) for b in own)), 6)
+        return out
+
+    def _bound_embeddings(self) -> dict[int, NDArray[np.float32]] | None:
+        """Phase 3's uploads (from the store after a resume); None when they are not at hand."""
+        if self._embeddings:
+            return self._embeddings
+        out: dict[int, NDArray[np.float32]] = {}
+        for n in self._training_nodes():
+            if self.config.shared_modality not in n.modalities:
+                continue
+            try:
+                stored = self.store.arrays(self.run_id, n.node_id, EMBEDDINGS)
+            except StoreError:
+                return None
+            out[n.node_id] = np.asarray(stored["embeddings"], np.float32)
+        self._embeddings = out
+        return out
 
     # ------------------------------------------------------------ the steps
     def _tracks(self) -> list[MethodSpec]:
@@ -89,7 +230,8 @@ class Workflow(Rounds):
             rnd = int(step.number or 0)
             aligning = [t for t in tracks if t.align]
             binders = [t for t in aligning if t.binding]
-            if binders and (routed is None or rnd % cfg.refresh_every == 0):
+            joined = self._admit(rnd, tracks, bindings)
+            if binders and (routed is None or joined or rnd % cfg.refresh_every == 0):
                 with self._phase("partner_features"):
                     routed = self.partner_features(models, binders, bindings)
             self.align_round(models, aligning, rnd, routed or {})
@@ -146,7 +288,9 @@ class Workflow(Rounds):
                 continue
             with self._phase(step.phase):
                 routed = self._run_step(step, tracks, models, bindings, routed)
-            self._save(str(step), models, bindings if step.phase == "binding" else None)
+            changed = step.phase == "binding" or self._bindings_changed
+            self._save(str(step), models, bindings if changed else None)
+            self._bindings_changed = False
         record = self.clock.attempt_record(str(steps[-1]))
         self.result.finish([*self._earlier, record], self.channel.traffic, self.nodes)
         return self.result
