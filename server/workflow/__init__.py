@@ -22,6 +22,7 @@ The package along its seams:
 ``phases``     phases 1, 2, 5, 6 as configure/aggregate functions (no transport)
 ``binding``    phase 3: embedding requests and the binding's report
 ``routing``    phase 4: partner features, and partner gradients back
+``joining``    late nodes: checked, bound incrementally, aligned from the next round
 ``roster``     the run's nodes and dropouts
 ``rounds``     each phase's rounds: configure, send, decode, aggregate
 ``schedule``   the run's checkpointed steps (a typed :class:`Step`)

@@ -133,28 +133,33 @@ def check_search(nodes: Sequence[NodeManifest], shared: str, threshold: int) -> 
 
 
 def search_report(bindings: Sequence[NodeBinding], threshold: int) -> dict[str, Any]:
-    """results.json's ``binding.search``: how each request searched, and the recall.
+    """results.json's ``binding.search`` (how each request searched, and the recall), when
+    some request searched approximately; else nothing (``{}``).
 
     ``recall_at_1`` is the approximate requests' recall@1 against exact search, averaged
     over the query samples checked (each request checks a sample of its queries).
     """
     approx = [b for b in bindings if b.search is not None]
+    if not approx:
+        return {}
     checked = sum(b.search.sample for b in approx if b.search is not None)
     hits = sum(b.search.recall * b.search.sample for b in approx if b.search is not None)
     return {
-        "method": "approximate" if approx else "exact",
-        "ann_threshold": int(threshold),
-        "recall_at_1": round(hits / checked, 6) if checked else None,
-        "recall_sample": int(checked),
-        "requests": [
-            {
-                "node_id": b.request.node_id,
-                "modality": b.request.modality,
-                "method": b.search.method if b.search else "exact",
-                "pairs": b.search.pairs if b.search else None,
-                "recall_at_1": round(b.search.recall, 6) if b.search else None,
-                "recall_stderr": round(b.search.stderr, 6) if b.search else None,
-            }
-            for b in bindings
-        ],
+        "search": {
+            "method": "approximate",
+            "ann_threshold": int(threshold),
+            "recall_at_1": round(hits / checked, 6) if checked else None,
+            "recall_sample": int(checked),
+            "requests": [
+                {
+                    "node_id": b.request.node_id,
+                    "modality": b.request.modality,
+                    "method": b.search.method if b.search else "exact",
+                    "pairs": b.search.pairs if b.search else None,
+                    "recall_at_1": round(b.search.recall, 6) if b.search else None,
+                    "recall_stderr": round(b.search.stderr, 6) if b.search else None,
+                }
+                for b in bindings
+            ],
+        }
     }

@@ -19,6 +19,7 @@ phase-1 nodes), and its moments are not merged in: the other nodes' models would
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -235,3 +236,19 @@ def _rebind(
     sims = np.concatenate([sims, similarity.astype(np.float32)])
     order = np.argsort(query, kind="stable")
     return NodeBinding(request, Bindings(query[order], node[order], index[order], sims[order]))
+
+
+@dataclass
+class Joins:
+    """What a run keeps for the nodes that join after binding."""
+
+    embeddings: dict[int, NDArray[np.float32]] = field(default_factory=dict)
+    """Phase 3's uploads by node id (and each joiner's, once bound)."""
+    eval_labels: dict[int, NDArray[np.int64]] = field(default_factory=dict)
+    """Labels nodes sent only to score the binding."""
+    refused: dict[int, str] = field(default_factory=dict)
+    """Late nodes the run did not take, and why (not asked again)."""
+    binder: LateBinder | None = None
+    """Built when the first late node binds."""
+    changed: bool = False
+    """A late node changed the bindings since the last checkpoint (save them again)."""

@@ -40,7 +40,7 @@ from mmbind.server.store import BindingStore
 from mmbind.server.workflow import binding, checkpoint, phases, routing
 from mmbind.server.workflow.binding import BindingServiceAPI
 from mmbind.server.workflow.channel import NodeChannel
-from mmbind.server.workflow.joining import LateBinder
+from mmbind.server.workflow.joining import Joins
 from mmbind.server.workflow.phases import Routed, RoutedGrads, State
 from mmbind.server.workflow.result import Clock, RunResult
 from mmbind.server.workflow.roster import Roster
@@ -124,14 +124,7 @@ class Rounds:
         self._sources: dict[str, routing.Sources] = defaultdict(dict)
         self._routed_grads: dict[str, RoutedGrads] = {}
         self._earlier: list[dict[str, Any]] = []
-        # Phase 3's uploads, kept for nodes that join later (see .joining).
-        self._embeddings: dict[int, NDArray[np.float32]] = {}
-        self._eval_labels: dict[int, NDArray[np.int64]] = {}
-        self._refused: dict[int, str] = {}
-        """Late nodes the run did not take, and why (not asked again)."""
-        self._late_binder: LateBinder | None = None
-        self._bindings_changed = False
-        """A late node changed the bindings since the last checkpoint (save them again)."""
+        self._joins = Joins()
 
     # ------------------------------------------------------------ events
     def progress(self, label: str, step: int, total: int) -> None:
@@ -323,15 +316,11 @@ class Rounds:
                 eval_labels[node_id] = reply.evaluation_labels
         if set(uploaders) - set(replies):
             requests = check_bindable(self._active(), shared)  # without the dropped nodes
-        self._embeddings, self._eval_labels = embeddings, eval_labels
+        self._joins.embeddings, self._joins.eval_labels = embeddings, eval_labels
         bindings = {kind: self.service.bind(requests, by=kind, seed=cfg.seed) for kind in kinds}
         self.result.binding = binding.report(
             bindings[kinds[0]], kinds[0], requests, embeddings, eval_labels, self._num_classes
-        )
-        if any(b.search for b in bindings[kinds[0]]):
-            self.result.binding["search"] = binding.search_report(
-                bindings[kinds[0]], cfg.ann_threshold
-            )
+        ) | binding.search_report(bindings[kinds[0]], cfg.ann_threshold)
         self.progress("binding", 1, 1)
         return bindings
 

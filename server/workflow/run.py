@@ -54,7 +54,7 @@ class Workflow(Rounds):
         on. results.json's ``binding.late_joiners`` records each, taken or refused.
         """
         fresh = [n for n in self.channel.connected() if n not in self.nodes]
-        fresh = [n for n in fresh if n not in self._refused]
+        fresh = [n for n in fresh if n not in self._joins.refused]
         if not fresh:
             return False
         request = wire.ManifestRequest().to_record()
@@ -74,7 +74,7 @@ class Workflow(Rounds):
                     report, self.nodes, self._modalities, self._num_classes, datasets, oracle
                 )
             if why is not None or report is None:
-                self._refused[node_id] = str(why)
+                self._joins.refused[node_id] = str(why)
                 self._late({**record, "refused": why})
                 log.warning("not taking late node %d: %s", node_id, why)
                 continue
@@ -90,7 +90,7 @@ class Workflow(Rounds):
             record.update(self._bind_late(manifest, tracks, bindings))
             bound = bound or bool(record.get("pairs") or record.get("rebound"))
             self._late(record)
-        self._bindings_changed = self._bindings_changed or bound
+        self._joins.changed = self._joins.changed or bound
         return bound
 
     def _late(self, record: dict[str, Any]) -> None:
@@ -125,26 +125,26 @@ class Workflow(Rounds):
         self.service.upload(joiner.node_id, reply.embeddings, reply.labels)
         out: dict[str, Any] = {}
         if "modality" in bindings:
-            if self._late_binder is None:
+            if self._joins.binder is None:
                 bound = self._bound_embeddings()
                 if bound is None:
                     return {"pairs": 0, "rebound": 0, "note": "bound nodes' embeddings lost"}
-                self._late_binder = LateBinder(
+                self._joins.binder = LateBinder(
                     self._active(), shared, self._modalities, bound, bindings["modality"]
                 )
-            bindings["modality"], out = self._late_binder.add(
+            bindings["modality"], out = self._joins.binder.add(
                 joiner, reply.embeddings, bindings["modality"]
             )
-        self._embeddings[joiner.node_id] = reply.embeddings
+        self._joins.embeddings[joiner.node_id] = reply.embeddings
         if reply.evaluation_labels is not None:
-            self._eval_labels[joiner.node_id] = reply.evaluation_labels
+            self._joins.eval_labels[joiner.node_id] = reply.evaluation_labels
         if "label" in bindings:  # the joiner's own samples only; the bound nodes keep theirs
             mine = [r for r in plan_requests(self._active(), shared) if r.node_id == joiner.node_id]
             new = self.service.bind(mine, by="label", seed=self.config.seed) if mine else []
             bindings["label"] = [*bindings["label"], *new]
             out.setdefault("pairs", sum(len(b.bindings) for b in new))
         own = [b for b in bindings[kinds[0]] if b.request.node_id == joiner.node_id]
-        labels = self._eval_labels
+        labels = self._joins.eval_labels
         if own and all(p in labels for b in own for p in (joiner.node_id, *b.request.partners)):
             hits = sum(
                 pairing_accuracy(
@@ -158,8 +158,8 @@ class Workflow(Rounds):
 
     def _bound_embeddings(self) -> dict[int, NDArray[np.float32]] | None:
         """Phase 3's uploads (from the store after a resume); None when they are not at hand."""
-        if self._embeddings:
-            return self._embeddings
+        if self._joins.embeddings:
+            return self._joins.embeddings
         out: dict[int, NDArray[np.float32]] = {}
         for n in self._training_nodes():
             if self.config.shared_modality not in n.modalities:
@@ -169,7 +169,7 @@ class Workflow(Rounds):
             except StoreError:
                 return None
             out[n.node_id] = np.asarray(stored["embeddings"], np.float32)
-        self._embeddings = out
+        self._joins.embeddings = out
         return out
 
     # ------------------------------------------------------------ the steps
@@ -288,9 +288,9 @@ class Workflow(Rounds):
                 continue
             with self._phase(step.phase):
                 routed = self._run_step(step, tracks, models, bindings, routed)
-            changed = step.phase == "binding" or self._bindings_changed
+            changed = step.phase == "binding" or self._joins.changed
             self._save(str(step), models, bindings if changed else None)
-            self._bindings_changed = False
+            self._joins.changed = False
         record = self.clock.attempt_record(str(steps[-1]))
         self.result.finish([*self._earlier, record], self.channel.traffic, self.nodes)
         return self.result

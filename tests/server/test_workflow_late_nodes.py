@@ -15,7 +15,7 @@ from mmbind.client.node import LocalNode
 from mmbind.run_config import RunConfig
 from mmbind.server.inprocess import InProcessGrid
 from mmbind.server.store import InMemoryBindingStore
-from mmbind.server.workflow import RunResult, Workflow
+from mmbind.server.workflow import RunResult, Workflow, checkpoint
 
 TINY = {
     "pretrain_rounds": 1,
@@ -31,7 +31,11 @@ B2 = 4
 """Node id of B2 (partition 3: acc and gyro, like B1) on a grid numbering nodes from 1."""
 
 
-def run(values: Mapping[str, Any], arrivals: Mapping[int, str]) -> tuple[RunResult, list[Any]]:
+def run(
+    values: Mapping[str, Any],
+    arrivals: Mapping[int, str],
+    store: InMemoryBindingStore | None = None,
+) -> tuple[RunResult, list[Any]]:
     """Run the workflow over an in-process grid; the result and every (node, message type)."""
     config = RunConfig.from_mapping({**TINY, **values})
     nodes = simulated_nodes(config)
@@ -47,7 +51,8 @@ def run(values: Mapping[str, Any], arrivals: Mapping[int, str]) -> tuple[RunResu
     run_config = config.to_flower()
     app = make_client_app(run_config, node_factory=factory)
     grid = InProcessGrid.simulated(app, run_config, len(nodes), observe=observe, arrivals=arrivals)
-    workflow = Workflow(grid, config, InMemoryBindingStore(), run_id="late")  # type: ignore[arg-type]
+    store = store if store is not None else InMemoryBindingStore()
+    workflow = Workflow(grid, config, store, run_id="late")  # type: ignore[arg-type]
     return workflow.run(), sent
 
 
@@ -55,7 +60,8 @@ def test_a_node_connecting_after_binding_is_bound_and_aligned_from_the_next_roun
     one_torch_thread: None,
 ) -> None:
     # Prepare / Execute: B2 connects while align round 0 is under way
-    result, sent = run({"min_nodes": 7}, arrivals={B2: wire.ALIGN})
+    store = InMemoryBindingStore()
+    result, sent = run({"min_nodes": 7}, arrivals={B2: wire.ALIGN}, store=store)
     # Assert: asked for its manifest and embeddings once, aligned in round 1 only
     assert sent.count((B2, wire.MANIFEST)) == 1
     assert sent.count((B2, wire.EMBED)) == 1
@@ -77,6 +83,10 @@ def test_a_node_connecting_after_binding_is_bound_and_aligned_from_the_next_roun
     assert (B2, wire.FEATURES) in sent
     assert 0.0 <= late["pairing_accuracy"] <= 1.0
     assert "B2" in [n["role"] for n in result.nodes]
+    # ... and a resumed run would find B2's bindings in the checkpoint
+    ids = {n["role"]: int(n["node_id"]) for n in result.nodes}  # type: ignore[call-overload]
+    [kept] = checkpoint.restore_bindings(store, "late", ["modality"], ids).values()
+    assert (B2, "skeleton") in {(b.request.node_id, b.request.modality) for b in kept}
     assert result.binding["pairs"] > 0  # phase 3's own report stays as it was made
 
 
