@@ -257,7 +257,7 @@ def bind_nodes(
     shared = config.shared_modality
     manifests = _manifests(nodes)
     requests = check_bindable(manifests, shared)
-    service = BindingService(InMemoryBindingStore(), LABEL)
+    service = BindingService(InMemoryBindingStore(), LABEL, ann_threshold=config.ann_threshold)
     for manifest in manifests:
         service.register(manifest)
     uploaders = sorted({r.node_id for r in requests} | {p for r in requests for p in r.partners})

@@ -9,7 +9,7 @@ import pytest
 
 from mmbind.errors import ConfigError
 from mmbind.run_config import RunConfig
-from mmbind.server.results import check_output, metrics_from_confusion
+from mmbind.server.results import build_results, check_output, metrics_from_confusion
 
 
 def test_metrics_from_confusion_by_hand() -> None:
@@ -88,3 +88,23 @@ def test_check_output_refuses_a_folder_it_cannot_create_or_a_file(tmp_path: Path
         check_output("/proc/mmbind-x")
     with pytest.raises(ConfigError, match=f"--output '{a_file}' is a file"):
         check_output(a_file)
+
+
+def test_results_json_keeps_the_search_and_the_late_nodes_of_the_binding() -> None:
+    # Prepare: a binding report as the workflow makes it, with an approximate search
+    search = {"method": "approximate", "ann_threshold": 0, "recall_at_1": 0.98}
+    late = [{"node_id": 4, "role": "B2", "round": 1, "pairs": 12}]
+    binding = {"pairs": 36, "mean_similarity": 0.5, "search": search, "late_joiners": late}
+    # Execute
+    doc = build_results(
+        config=RunConfig(),
+        engine="simulation",
+        methods={},
+        binding=binding,
+        phases={},
+        wall_seconds=1.0,
+        nodes=[],
+        history={},
+    )
+    # Assert
+    assert (doc["binding"]["search"], doc["binding"]["late_joiners"]) == (search, late)
