@@ -53,8 +53,8 @@ class Workflow(Rounds):
         against the bound nodes (:class:`.joining.LateBinder`); it trains from this round
         on. results.json's ``binding.late_joiners`` records each, taken or refused.
         """
-        fresh = [n for n in self.channel.connected() if n not in self.nodes]
-        fresh = [n for n in fresh if n not in self._joins.refused]
+        known = {*self.nodes, *self.roster.dropped, *self._joins.refused}
+        fresh = [n for n in self.channel.connected() if n not in known]
         if not fresh:
             return False
         request = wire.ManifestRequest().to_record()
@@ -126,7 +126,7 @@ class Workflow(Rounds):
         out: dict[str, Any] = {}
         if "modality" in bindings:
             if self._joins.binder is None:
-                bound = self._bound_embeddings()
+                bound = self._bound_embeddings(joiner.node_id)
                 if bound is None:
                     return {"pairs": 0, "rebound": 0, "note": "bound nodes' embeddings lost"}
                 self._joins.binder = LateBinder(
@@ -156,13 +156,13 @@ class Workflow(Rounds):
             out["pairing_accuracy"] = round(hits / max(1, sum(len(b.bindings) for b in own)), 6)
         return out
 
-    def _bound_embeddings(self) -> dict[int, NDArray[np.float32]] | None:
+    def _bound_embeddings(self, joiner: int) -> dict[int, NDArray[np.float32]] | None:
         """Phase 3's uploads (from the store after a resume); None when they are not at hand."""
         if self._joins.embeddings:
             return self._joins.embeddings
         out: dict[int, NDArray[np.float32]] = {}
         for n in self._training_nodes():
-            if self.config.shared_modality not in n.modalities:
+            if self.config.shared_modality not in n.modalities or n.node_id == joiner:
                 continue
             try:
                 stored = self.store.arrays(self.run_id, n.node_id, EMBEDDINGS)

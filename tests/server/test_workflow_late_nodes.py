@@ -31,14 +31,24 @@ B2 = 4
 """Node id of B2 (partition 3: acc and gyro, like B1) on a grid numbering nodes from 1."""
 
 
+class Crash(Exception):
+    """The coordinator process dying (raised from inside the grid)."""
+
+
 def run(
     values: Mapping[str, Any],
     arrivals: Mapping[int, str],
     store: InMemoryBindingStore | None = None,
+    *,
+    crash_at: str = "",
+    nodes: list[LocalNode] | None = None,
 ) -> tuple[RunResult, list[Any]]:
-    """Run the workflow over an in-process grid; the result and every (node, message type)."""
+    """Run the workflow over an in-process grid; the result and every (node, message type).
+
+    With ``crash_at``, the run dies as it sends its first message of that type.
+    """
     config = RunConfig.from_mapping({**TINY, **values})
-    nodes = simulated_nodes(config)
+    nodes = nodes if nodes is not None else simulated_nodes(config)
 
     def factory(cfg: RunConfig, node_config: Mapping[str, object]) -> LocalNode:
         return nodes[int(node_config["partition-id"])]  # type: ignore[call-overload]
@@ -47,6 +57,8 @@ def run(
 
     def observe(msg: Message, reply: Message) -> None:
         sent.append((msg.metadata.dst_node_id, msg.metadata.message_type))
+        if msg.metadata.message_type == crash_at:
+            raise Crash(crash_at)
 
     run_config = config.to_flower()
     app = make_client_app(run_config, node_factory=factory)
@@ -113,3 +125,23 @@ def test_above_the_threshold_the_run_binds_approximately_and_reports_the_recall(
     assert [r["method"] for r in search["requests"]] == ["hnsw", "hnsw"]
     samples = {n["node_id"]: n["num_samples"] for n in result.nodes}
     assert search["recall_sample"] == sum(samples[r["node_id"]] for r in search["requests"])
+
+
+def test_a_resumed_run_binds_a_late_node_against_the_stored_uploads(
+    one_torch_thread: None,
+) -> None:
+    # Prepare: attempt a1 binds, checkpoints, and dies in its first align round
+    store = InMemoryBindingStore()
+    nodes = simulated_nodes(RunConfig.from_mapping({**TINY, "min_nodes": 7}))
+    first = {"min_nodes": 7, "attempt": "a1"}
+    with pytest.raises(Crash):
+        run(first, arrivals={B2: "never"}, store=store, crash_at=wire.ALIGN, nodes=nodes)
+    checkpointed = store.checkpoint("late")
+    assert checkpointed is not None and checkpointed["step"] == "binding"
+    # Execute: a2 resumes after binding (no uploads of its own); B2 connects in align round 0
+    again = {"min_nodes": 7, "attempt": "a2", "resume": True}
+    result, sent = run(again, arrivals={B2: wire.ALIGN}, store=store, nodes=nodes)
+    # Assert: B2 bound against phase 3's stored uploads, as in a run that never stopped
+    assert (B2, wire.EMBED) in sent
+    [late] = result.binding["late_joiners"]
+    assert (late["round"], late["pairs"], late["similarities"]) == (1, 12, 2 * 12 * 24)
