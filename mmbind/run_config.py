@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmbind.binding.weights import WEIGHTINGS, get_weighting
-from mmbind.errors import ConfigError
+from mmbind.dataset_manifest import activate_dataset
+from mmbind.errors import ConfigError, MMBindError
 from mmbind.methods import ALL_METHODS, DEFAULT_METHODS, Method
 from mmbind.modalities import parse_modalities
 
@@ -39,7 +40,11 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Literal["synthetic", "utd-mhad"] = "synthetic"
+    dataset: str = Field(
+        "synthetic",
+        description="'synthetic', 'utd-mhad' or the path of a data set folder "
+        "(docs/dataset-format.md); a folder's modalities join the registry",
+    )
     data_dir: str = Field("", json_schema_extra=OPERATIONAL)
     seed: int = Field(0, ge=0)
     protocol: Literal["paper", "dev-loso"] = Field(
@@ -159,6 +164,21 @@ class RunConfig(BaseModel):
         json_schema_extra=OPERATIONAL,
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _activate_dataset(cls, values: Any) -> Any:
+        # A data set folder's modalities must be registered before the fields that name
+        # modalities (shared-modality) are checked, in every process that builds the config.
+        if isinstance(values, Mapping):
+            dataset = values.get("dataset", "synthetic")
+            if not isinstance(dataset, str) or not dataset:
+                raise ValueError("dataset must be 'synthetic', 'utd-mhad' or a folder path")
+            try:
+                activate_dataset(dataset)
+            except MMBindError as exc:
+                raise ValueError(str(exc)) from None
+        return values
+
     @field_validator("shared_modality")
     @classmethod
     def _known_modality(cls, value: str) -> str:
@@ -214,10 +234,17 @@ class RunConfig(BaseModel):
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
         """Validate ``values``; any invalid entry becomes one :class:`ConfigError` line."""
+        dataset = values.get("dataset", "synthetic")
+        if isinstance(dataset, str) and dataset:
+            activate_dataset(dataset)  # its own error (DataError) rather than a config line
         try:
             return cls.model_validate(dict(values))
         except ValidationError as exc:
             err = exc.errors()[0]
+            if not err["loc"]:
+                raise ConfigError(
+                    f"invalid run config: {str(err['msg']).removeprefix('Value error, ')}"
+                ) from None
             where = ".".join(str(p) for p in err["loc"]).replace("_", "-")
             value = err.get("input")
             msg = str(err["msg"]).removeprefix("Value error, ")
