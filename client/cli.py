@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mmbind import __version__
 from mmbind.client.local_data import NodeSpec, build_node
+from mmbind.dataset_manifest import activate_dataset, dataset_folder
 from mmbind.errors import ConfigError, MMBindError
 from mmbind.modalities import parse_modalities
 from mmbind.processes import free_port, parse_address, port_is_free, scripts_path
@@ -93,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mmbind {__version__}")
     p.add_argument("--modalities", required=True, help="what this node holds, e.g. acc,gyro")
     p.add_argument("--superlink", required=True, help="HOST:PORT of the coordinator's SuperLink")
-    p.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
+    p.add_argument(
+        "--dataset", default="synthetic",
+        help="synthetic, utd-mhad, or a data set folder (docs/dataset-format.md): the node "
+        "reads only its subjects' recordings of it",
+    )  # fmt: skip
     p.add_argument("--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/")
     p.add_argument(
         "--subjects",
@@ -130,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def spec_from_args(args: argparse.Namespace) -> NodeSpec:
+    dataset = args.dataset
+    folder = dataset_folder(dataset)
+    if folder is not None:  # a data set folder: by its absolute path, its modalities known
+        dataset = str(folder.resolve())
+        activate_dataset(dataset)
     modalities = parse_modalities(args.modalities)
     subjects = _subjects(args.subjects)
     if args.labelled and args.test:
@@ -148,7 +158,7 @@ def spec_from_args(args: argparse.Namespace) -> NodeSpec:
         test=args.test,
         role=name,
         paired_data=args.paired_data,
-        dataset=args.dataset,
+        dataset=dataset,
         data_dir=data_dir,
     )
 

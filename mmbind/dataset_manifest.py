@@ -413,8 +413,11 @@ def dataset_folder(dataset: str) -> Path | None:
 def activate_dataset(dataset: str) -> DatasetManifest | None:
     """Register the modalities of the data set ``dataset`` in this process's registry.
 
-    A built-in data set restores the built-in modalities; a data set folder's manifest
-    overlays them (:func:`mmbind.modalities.use_modalities`).
+    A built-in data set leaves the registry as it is (its modalities are the built-ins); a
+    data set folder's manifest overlays the built-ins
+    (:func:`mmbind.modalities.use_modalities`). A process runs one data set: the built-ins
+    stay registered beside a folder's own modalities, and only a folder that redefines a
+    built-in name (say ``acc`` at 100 Hz) replaces it.
 
     Returns
     -------
@@ -428,7 +431,6 @@ def activate_dataset(dataset: str) -> DatasetManifest | None:
     """
     folder = dataset_folder(dataset)
     if folder is None:
-        use_modalities(())
         return None
     if not folder.is_dir():
         raise DataError(

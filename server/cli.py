@@ -53,6 +53,21 @@ class _DropDeprecation(logging.Filter):
         return "DEPRECATED FEATURE" not in record.getMessage()
 
 
+_DATASET_HELP = (
+    "synthetic (default), utd-mhad (with --data-dir), or a data set folder "
+    "(docs/dataset-format.md; mmbind data import/export make one)"
+)
+
+
+def _dataset(value: str) -> str:
+    """``--dataset``: a built-in name as is, a data set folder as its absolute path (the
+    simulation's workers and cells resolve it wherever they run)."""
+    from mmbind.dataset_manifest import dataset_folder
+
+    folder = dataset_folder(value)
+    return value if folder is None else str(folder.resolve())
+
+
 def _check_num_cpus(value: int, what: str) -> None:
     if value < 0:
         raise ConfigError(f"{what} must be >= 0 (0 = all cores), got {value}")
@@ -86,7 +101,7 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
 
     values: dict[str, Any] = _parse_overrides(args.config or [])
     values.update(
-        dataset=args.dataset,
+        dataset=_dataset(args.dataset),
         data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
         seed=args.seed,
         split=args.split,
@@ -123,7 +138,7 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
     else:
         _check_num_cpus(args.num_cpus, "--num-cpus")
     grid = Grid(
-        dataset=args.dataset,
+        dataset=_dataset(args.dataset),
         data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
         methods=args.methods or default_methods(),
         label_budgets=args.label_budgets,
@@ -269,6 +284,51 @@ def _print_results(results: dict[str, Any], path: Path, command: str) -> None:
     out.print(f"wall: {results['wall_seconds']:.1f} s · results: {path}")
 
 
+def cmd_data(args: argparse.Namespace, settings: MMBindSettings) -> int:
+    from mmbind.lab import data
+
+    if args.data_command == "export":
+        data_dir = args.data_dir or settings.data_dir
+        path = data.export(args.dataset, args.target, data_dir=data_dir, seed=args.seed)
+        print(data.check(path).summary().splitlines()[1] + f" · written to {path}")
+        return 0
+    if args.data_command == "check":
+        report = data.check(args.folder)
+        print(report.summary())
+        return 0 if report.ok else 3
+    raise ConfigError(f"unknown data command {args.data_command!r}")
+
+
+def _add_data_parser(sub: Any) -> None:
+    data = sub.add_parser(
+        "data",
+        help="make, check and import data set folders (docs/dataset-format.md)",
+        description="Data set folders: a manifest (mmbind-dataset.toml) and one .npz file "
+        "per recording. See docs/dataset-format.md.",
+    )
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    export = data_sub.add_parser(
+        "export",
+        help="write a built-in data set (synthetic, utd-mhad) as a data set folder",
+        description="Write a built-in data set as a data set folder. UTD-MHAD keeps its raw "
+        "sequences (windowing 'whole': the folder reads back bit for bit as the built-in "
+        "loader); synthetic keeps its generated windows for --seed.",
+    )
+    export.add_argument("dataset", choices=["synthetic", "utd-mhad"])
+    export.add_argument("target", help="the folder to create (must not exist or be empty)")
+    export.add_argument("--data-dir", default="", help="UTD-MHAD folder (Inertial/, Skeleton/)")
+    export.add_argument("--seed", type=int, default=0, help="synthetic: the generator's seed")
+    check = data_sub.add_parser(
+        "check",
+        help="validate a data set folder and summarise it",
+        description="Read every recording as a run would; print subjects, classes per "
+        "subject, recordings, windows per modality, and every problem found (NaN/inf runs, "
+        "constant channels, duplicates, invalid files). Exit 3 when there are errors.",
+    )
+    check.add_argument("folder")
+    data.set_defaults(func=cmd_data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmbind", description="Federated MMBind: bind heterogeneous multimodal IoT data."
@@ -284,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(the paper's roles: A acc+skeleton, B acc+gyro, C skeleton+gyro labelled, "
         "test skeleton+gyro) and write OUTPUT/results.json.",
     )
-    sim.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
+    sim.add_argument("--dataset", default="synthetic", help=_DATASET_HELP)
     sim.add_argument(
         "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
     )
@@ -322,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         "over seeds x splits) and OUTPUT/report.md with PNG figures; both are the grid's "
         "aggregate and are rewritten, from every recorded cell, by each invocation.",
     )
-    exp.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
+    exp.add_argument("--dataset", default="synthetic", help=_DATASET_HELP)
     exp.add_argument(
         "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
     )
@@ -419,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", action="append", metavar="KEY=VALUE")
     run.add_argument("-q", "--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
+    _add_data_parser(sub)
     return parser
 
 
