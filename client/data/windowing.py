@@ -11,7 +11,8 @@ Three modes (:class:`~mmbind.dataset_manifest.Windowing`):
   modality ``m`` is at ``start_s.m + i / rate_hz(m)`` seconds. Window ``k`` starts at
   ``t_k = t_0 + k * stride_s``, with ``t_0`` the latest first-sample time of the modalities
   read (and of the labels, which start at 0 s); modality ``m``'s cut is its
-  ``round(length_s(m) * rate_hz(m))`` samples from ``round((t_k - start_s.m) * rate_hz(m))``,
+  ``[length_s(m) * rate_hz(m)]`` samples from sample ``[(t_k - start_s.m) * rate_hz(m)]``
+  (``[x]``: the nearest integer, halves up; a start between two samples takes the nearest),
   resampled to its ``window`` samples when the cut has another length. Windows run while
   every modality's cut (and the labels' span) fits in the recording.
   Labels: one per recording (every window gets it), or per sample (``labels`` at
@@ -23,6 +24,7 @@ Three modes (:class:`~mmbind.dataset_manifest.Windowing`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,6 +36,11 @@ from mmbind.errors import DataError
 from .recording import Recording
 
 __all__ = ["cut_windows", "window_label"]
+
+
+def _index(seconds: float, rate: float) -> int:
+    """The sample nearest to ``seconds`` at ``rate`` (halves round up; float noise ignored)."""
+    return math.floor(seconds * rate + 0.5 + 1e-9)
 
 
 def _resample(signal: NDArray[np.floating], window: int) -> NDArray[np.float32]:
@@ -137,14 +144,14 @@ def _sliding(
         spans = {}
         fits = True
         for m in modalities:
-            i0 = round((tk - starts[m]) * rates[m])
-            n = round(lengths[m] * rates[m])
+            i0 = _index(tk - starts[m], rates[m])
+            n = _index(lengths[m], rates[m])
             if i0 < 0 or n < 1 or i0 + n > len(recording.signals[m]):
                 fits = False
                 break
             spans[m] = (i0, n)
         if label_rate is not None and recording.labels is not None:
-            j0, j1 = round(tk * label_rate), round((tk + longest) * label_rate)
+            j0, j1 = _index(tk, label_rate), _index(tk + longest, label_rate)
             if j1 > len(recording.labels):
                 fits = False
         if not fits:
