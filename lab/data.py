@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmbind.client.data.csv_import import ImportMapping, import_files, import_table
 from mmbind.client.data.export import export_synthetic, export_utd_mhad
 from mmbind.client.data.folder_check import FolderReport, check_dataset_folder
 from mmbind.errors import ConfigError
 
-__all__ = ["check", "export"]
+__all__ = ["check", "export", "import_csv"]
 
 
 def export(dataset: str, target: str | Path, *, data_dir: str = "", seed: int = 0) -> Path:
@@ -35,3 +36,20 @@ def export(dataset: str, target: str | Path, *, data_dir: str = "", seed: int = 
 def check(folder: str | Path) -> FolderReport:
     """Validate the data set folder ``folder`` (:func:`check_dataset_folder`)."""
     return check_dataset_folder(folder)
+
+
+def import_csv(kind: str, source: str | Path, mapping: str | Path, target: str | Path) -> Path:
+    """Import CSV data: ``kind`` ``"table"`` (one long CSV) or ``"files"`` (a folder of CSVs).
+
+    Raises
+    ------
+    ConfigError, DataError
+        As :func:`~mmbind.client.data.csv_import.import_table` /
+        :func:`~mmbind.client.data.csv_import.import_files`; nothing is left at ``target``.
+    """
+    spec = ImportMapping.read(mapping)
+    if kind == "table":
+        return import_table(source, spec, target)
+    if kind == "files":
+        return import_files(source, spec, target)
+    raise ConfigError(f"unknown import kind {kind!r}; use table or files")

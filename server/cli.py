@@ -292,6 +292,10 @@ def cmd_data(args: argparse.Namespace, settings: MMBindSettings) -> int:
         path = data.export(args.dataset, args.target, data_dir=data_dir, seed=args.seed)
         print(data.check(path).summary().splitlines()[1] + f" · written to {path}")
         return 0
+    if args.data_command == "import":
+        path = data.import_csv(args.kind, args.source, args.mapping, args.target)
+        print(data.check(path).summary().splitlines()[1] + f" · written to {path}")
+        return 0
     if args.data_command == "check":
         report = data.check(args.folder)
         print(report.summary())
@@ -326,6 +330,18 @@ def _add_data_parser(sub: Any) -> None:
         "constant channels, duplicates, invalid files). Exit 3 when there are errors.",
     )
     check.add_argument("folder")
+    imp = data_sub.add_parser(
+        "import",
+        help="import CSV data (a long table, or a folder of per-recording files)",
+        description="Import CSV data into a new data set folder, as a mapping file (TOML) "
+        "says: 'table' reads one long CSV (subject, label, optional trial column, sensor "
+        "columns); 'files' reads a folder of CSVs whose paths match the mapping's pattern. "
+        "Nothing appears at TARGET unless the whole import succeeds.",
+    )
+    imp.add_argument("kind", choices=["table", "files"])
+    imp.add_argument("source", help="the CSV file (table) or the folder of CSV files (files)")
+    imp.add_argument("target", help="the data set folder to create (must not exist or be empty)")
+    imp.add_argument("--mapping", required=True, help="the mapping file (TOML)")
     data.set_defaults(func=cmd_data)
 
 

@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
+
 from mmbind.dataset_manifest import MANIFEST_NAME, DatasetManifest
 from mmbind.errors import ConfigError, DataError
 
@@ -64,19 +66,32 @@ class DatasetWriter:
         self.partial.mkdir(parents=True)
         return self
 
-    def add(self, recording: Recording, name: str) -> Path:
+    def add(self, recording: Recording, name: str, origin: str = "") -> Path:
         """Write ``recording`` as ``recordings/subject-<S>/<name>.npz`` (in the partial folder).
+
+        ``origin`` (e.g. the CSV file and lines it came from) starts every message about it.
 
         Raises
         ------
         DataError
-            The recording does not match the manifest, or repeats another's name or its
-            (subject, trial, label).
+            The recording does not match the manifest, holds NaN/inf, or repeats another's
+            name or its (subject, trial, label).
         """
         source = f"recording {name!r} (subject {recording.subject})"
+        if origin:
+            source = f"{origin}: {source}"
         if not name or "/" in name or name.startswith("."):
             raise DataError(f"{source}: not a file name; use letters, digits, '_' and '-'")
         recording.check(self.manifest, source)
+        for modality, signal in recording.signals.items():
+            finite = np.isfinite(signal).all(axis=1)
+            if not finite.all():
+                first = int(np.flatnonzero(~finite)[0])
+                raise DataError(
+                    f"{source}: {modality} holds NaN/inf (or empty cells) in "
+                    f"{int((~finite).sum())} samples, first at sample {first}; fill or cut "
+                    "them before importing"
+                )
         if (recording.subject, name) in self._names:
             raise DataError(f"{source}: a second recording with this name; names must differ")
         key = recording_key(recording)
