@@ -261,7 +261,7 @@ def import_table(table: str | Path, mapping: ImportMapping, target: str | Path) 
             labels = np.concatenate(part_labels)
             subject, trial = current
             origin = f"{path}: lines from {start_line}"
-            signals = {n: values[:, s] for n, s in offsets.items()}
+            signals: dict[str, NDArray[np.floating]] = {n: values[:, s] for n, s in offsets.items()}
             if per_sample:
                 writer.add(
                     Recording(subject, trial, signals, labels=labels), f"t{trial:06d}", origin
@@ -386,7 +386,7 @@ def import_files(folder: str | Path, mapping: ImportMapping, target: str | Path)
         raise DataError(f"{root}: no file matches the pattern {pattern!r}; check files.pattern")
     with DatasetWriter(target, mapping.manifest) as writer:
         for (subject, trial, label_text), paths in sorted(groups.items()):
-            signals: dict[str, NDArray[np.float64]] = {}
+            signals: dict[str, NDArray[np.floating]] = {}
             labels: NDArray[np.int64] | None = None
             for modality, path in sorted(paths.items()):
                 names = list(mapping.columns) if modality == "*" else [modality]
@@ -397,11 +397,11 @@ def import_files(folder: str | Path, mapping: ImportMapping, target: str | Path)
                 index = _header(path, header, wanted)
                 lines = [x for x in io.StringIO(body).readlines() if x.strip()]
                 extra = [str(label_column)] if label_column else []
-                texts, values = _parse_block(path, lines, index, extra, cols, 2)
+                texts, numbers = _parse_block(path, lines, index, extra, cols, 2)
                 at = 0
                 for n in names:
                     k = len(mapping.columns[n])
-                    signals[n] = values[:, at : at + k]
+                    signals[n] = numbers[:, at : at + k]
                     at += k
                 if label_column:
                     here = np.array(
