@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mmbind.client.data.dataset import MultimodalDataset
 from mmbind.client.data.folder_reader import load_dataset_folder, subjects_of
+from mmbind.client.data.layout import NodeLayout
 from mmbind.client.data.partition import (
     NodePlan,
     node_dataset,
@@ -77,8 +78,18 @@ def load_dataset(config: RunConfig, subjects: Sequence[int] | None = None) -> Mu
 
 
 def simulation_plan(config: RunConfig) -> list[NodePlan]:
-    """The node layout of a simulated federation: the paper's roles x ``nodes_per_role``,
-    subjects assigned by the run's protocol and split."""
+    """The node layout of a simulated federation: the run's layout file, or the paper's roles
+    x ``nodes_per_role`` with subjects assigned by the run's protocol and split.
+
+    Raises
+    ------
+    ConfigError, BindingError
+        A layout that cannot run (:meth:`NodeLayout.check`), before any data is read.
+    """
+    if config.layout:
+        layout = NodeLayout.read(config.layout)
+        layout.check(dataset_modalities(config), dataset_subjects(config))
+        return layout.plans()
     return plan_protocol(
         config.protocol,
         dataset_subjects(config),

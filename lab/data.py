@@ -7,9 +7,10 @@ from pathlib import Path
 from mmbind.client.data.csv_import import ImportMapping, import_files, import_table
 from mmbind.client.data.export import export_synthetic, export_utd_mhad
 from mmbind.client.data.folder_check import FolderReport, check_dataset_folder
+from mmbind.client.data.layout import BUILTIN_LAYOUTS, NodeLayout
 from mmbind.errors import ConfigError
 
-__all__ = ["check", "export", "import_csv"]
+__all__ = ["check", "export", "import_csv", "layout_config"]
 
 
 def export(dataset: str, target: str | Path, *, data_dir: str = "", seed: int = 0) -> Path:
@@ -53,3 +54,20 @@ def import_csv(kind: str, source: str | Path, mapping: str | Path, target: str |
     if kind == "files":
         return import_files(source, spec, target)
     raise ConfigError(f"unknown import kind {kind!r}; use table or files")
+
+
+def layout_config(layout: str) -> dict[str, str]:
+    """The run-config values a layout file sets: its path (absolute, so every worker finds
+    it; a shipped layout by name), its binding and shared modality.
+
+    Raises
+    ------
+    ConfigError
+        The layout file is missing or invalid.
+    """
+    parsed = NodeLayout.read(layout)
+    path = layout if layout in BUILTIN_LAYOUTS else str(Path(layout).expanduser().resolve())
+    values = {"layout": path, "binding": parsed.binding}
+    if parsed.binding == "modality":
+        values["shared_modality"] = parsed.shared_modality
+    return values

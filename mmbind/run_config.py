@@ -54,6 +54,11 @@ class RunConfig(BaseModel):
     )
     split: int = Field(0, ge=0)
     nodes_per_role: int = Field(1, ge=1, le=16)
+    layout: str = Field(
+        "",
+        description="node layout file (TOML: nodes, their modalities, subjects, labelled/test; "
+        "'paper' = the shipped paper layout); empty = the protocol's roles and split",
+    )
     shared_modality: str = "acc"
     binding: Literal["modality", "label"] = "modality"
     label_budget: int = Field(0, ge=0, description="labelled samples used at node C; 0 = all")
@@ -178,6 +183,15 @@ class RunConfig(BaseModel):
             except MMBindError as exc:
                 raise ValueError(str(exc)) from None
         return values
+
+    @model_validator(mode="after")
+    def _layout_places_the_nodes(self) -> RunConfig:
+        if self.layout and (self.split or self.nodes_per_role != 1 or self.protocol != "paper"):
+            raise ValueError(
+                "a layout file places every node and subject: split, nodes-per-role and "
+                "protocol do not apply with layout (leave them at 0, 1 and 'paper')"
+            )
+        return self
 
     @field_validator("shared_modality")
     @classmethod

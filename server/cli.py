@@ -68,6 +68,21 @@ def _dataset(value: str) -> str:
     return value if folder is None else str(folder.resolve())
 
 
+def _layout_values(layout: str, values: dict[str, Any]) -> dict[str, Any]:
+    """What ``--layout FILE`` sets; a binding or shared modality given otherwise must agree."""
+    from mmbind.lab.data import layout_config
+
+    out = layout_config(layout)
+    for key in ("binding", "shared_modality"):
+        if key in values and key in out and str(values[key]) != out[key]:
+            flag = key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {values[key]!r} contradicts the layout's {out[key]!r}; "
+                f"set it in the layout file {layout}"
+            )
+    return out
+
+
 def _check_num_cpus(value: int, what: str) -> None:
     if value < 0:
         raise ConfigError(f"{what} must be >= 0 (0 = all cores), got {value}")
@@ -111,6 +126,8 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
         values["methods"] = args.methods
     if args.binding:
         values["binding"] = args.binding
+    if args.layout:
+        values.update(_layout_values(args.layout, values))
     config = RunConfig.from_mapping(values)
     _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
     output = check_output(args.output or settings.output, overwrite=args.overwrite)
@@ -371,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--split", type=int, default=0, help="subject assignment (0 = DESIGN.md's)")
     sim.add_argument("--nodes-per-role", type=int, default=1)
+    sim.add_argument(
+        "--layout",
+        default="",
+        metavar="FILE",
+        help="node layout (TOML: nodes with modalities, subjects, labelled/test, and the "
+        "shared modality), or 'paper' for the shipped paper layout; replaces the roles and "
+        "--split (docs/dataset-format.md)",
+    )
     sim.add_argument(
         "--methods",
         default="",
