@@ -8,9 +8,11 @@ from mmbind.client.data.csv_import import ImportMapping, import_files, import_ta
 from mmbind.client.data.export import export_synthetic, export_utd_mhad
 from mmbind.client.data.folder_check import FolderReport, check_dataset_folder
 from mmbind.client.data.layout import BUILTIN_LAYOUTS, NodeLayout
+from mmbind.client.local_data import simulation_plan
 from mmbind.errors import ConfigError
+from mmbind.run_config import RunConfig
 
-__all__ = ["check", "export", "import_csv", "layout_config"]
+__all__ = ["check", "check_layout", "export", "import_csv", "layout_config"]
 
 
 def export(dataset: str, target: str | Path, *, data_dir: str = "", seed: int = 0) -> Path:
@@ -71,3 +73,15 @@ def layout_config(layout: str) -> dict[str, str]:
     if parsed.binding == "modality":
         values["shared_modality"] = parsed.shared_modality
     return values
+
+
+def check_layout(config: RunConfig) -> None:
+    """Refuse the run's layout file now if it cannot run on its data set (reads no data).
+
+    Raises
+    ------
+    ConfigError, BindingError
+        As :meth:`~mmbind.client.data.layout.NodeLayout.check`.
+    """
+    if config.layout:
+        simulation_plan(config)

@@ -129,6 +129,10 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
     if args.layout:
         values.update(_layout_values(args.layout, values))
     config = RunConfig.from_mapping(values)
+    if config.layout:
+        from mmbind.lab.data import check_layout
+
+        check_layout(config)  # a layout that cannot run: refused before anything starts
     _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
     output = check_output(args.output or settings.output, overwrite=args.overwrite)
     from mmbind.lab.simulate import simulate  # Flower, Ray, torch: after the checks

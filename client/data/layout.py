@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mmbind.errors import BindingError, ConfigError, MMBindError
-from mmbind.modalities import parse_modalities
+from mmbind.modalities import check_modality_name
 
 from .partition import NodePlan, Role
 
@@ -203,8 +203,8 @@ class NodeLayout:
             mods = table.get("modalities")
             if not isinstance(mods, list) or not mods:
                 raise ConfigError(f"{where}.modalities: missing; list what node {name} holds")
-            try:
-                modalities = parse_modalities([str(m) for m in mods])
+            try:  # names only: the data set's modalities are checked by check()
+                modalities = tuple(dict.fromkeys(check_modality_name(str(m)) for m in mods))
             except MMBindError as exc:
                 raise ConfigError(f"{where}.modalities: {exc}") from None
             flags = {}
