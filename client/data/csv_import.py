@@ -168,7 +168,26 @@ def _parse_block(
     path: Path, lines: list[str], index: dict[str, int], text_cols: list[str], num_cols: list[str],
     first_line: int,
 ) -> tuple[dict[str, NDArray[np.str_]], NDArray[np.float64]]:  # fmt: skip
-    """Parse CSV lines: the text columns as strings, the numeric ones as ``(rows, k)`` floats."""
+    """Parse CSV lines: the text columns as strings, the numeric ones as ``(rows, k)`` floats.
+
+    numpy's C parser reads well-formed blocks; a block it refuses (ragged rows, empty cells,
+    a non-number) is read again row by row, which finds the line to name, or reads empty
+    cells as NaN.
+    """
+    options: dict[str, Any] = {"delimiter": ",", "quotechar": '"', "comments": None}
+    try:
+        values = np.loadtxt(
+            lines, usecols=[index[c] for c in num_cols], dtype=np.float64, ndmin=2, **options
+        )
+        texts = {}
+        for c in text_cols:
+            column = np.loadtxt(lines, usecols=[index[c]], dtype=str, **options)
+            texts[c] = np.char.strip(column).reshape(-1)
+        widths = {line.count(",") for line in lines}
+        if widths == {len(index) - 1} and values.shape == (len(lines), len(num_cols)):
+            return texts, values
+    except ValueError:
+        pass
     rows = list(csv.reader(lines))
     width = len(index)
     for i, row in enumerate(rows):

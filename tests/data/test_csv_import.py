@@ -262,3 +262,20 @@ def test_no_matching_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     with pytest.raises(DataError, match="no file matches the pattern"):
         import_files(tmp_path / "raw", _mapping(tmp_path, FILES_MAPPING), tmp_path / "out")
+
+
+def test_quoted_labels_with_commas_and_hashes_read_as_written(tmp_path: Path) -> None:
+    # Prepare: labels that a naive split or a comment-aware parser would cut
+    mapping = _mapping(
+        tmp_path, TABLE_MAPPING.replace('["sit", "walk"]', '["sit #1", "walk, fast"]')
+    )
+    rows = [r.replace(",sit,", ',"sit #1",') for r in _rows(1, 1, ["sit"] * 10, 0)]
+    rows += [r.replace(",walk,", ',"walk, fast",') for r in _rows(1, 1, ["walk"] * 20, 0)][10:]
+    plain = _rows(2, 1, ["sit"] * 20, 1)
+    table = _table(tmp_path, rows + [r.replace(",sit,", ',"sit #1",') for r in plain])
+
+    # Execute
+    ds = load_dataset_folder(import_table(table, mapping, tmp_path / "out"))
+
+    # Assert
+    assert ds.labels.tolist() == [0, 0, 1, 0, 0, 0] and ds.subject_ids == (1, 2)
