@@ -180,9 +180,11 @@ def _parse_block(
             lines, usecols=[index[c] for c in num_cols], dtype=np.float64, ndmin=2, **options
         )
         texts = {}
-        for c in text_cols:
-            column = np.loadtxt(lines, usecols=[index[c]], dtype=str, **options)
-            texts[c] = np.char.strip(column).reshape(-1)
+        if text_cols:
+            cells = np.loadtxt(
+                lines, usecols=[index[c] for c in text_cols], dtype=str, ndmin=2, **options
+            )
+            texts = {c: np.char.strip(cells[:, i]) for i, c in enumerate(text_cols)}
         widths = {line.count(",") for line in lines}
         if widths == {len(index) - 1} and values.shape == (len(lines), len(num_cols)):
             return texts, values
@@ -216,20 +218,29 @@ def _chunks(path: Path) -> Iterator[tuple[int, list[str]]]:
         fh.readline()
         line = 2
         while True:
-            lines = fh.readlines(_CHUNK_BYTES)
-            if not lines:
+            raw = fh.readlines(_CHUNK_BYTES)
+            if not raw:
                 return
-            lines = [x for x in lines if x.strip()]
-            yield line, lines
-            line += len(lines)
+            lines = [x for x in raw if x.strip()]
+            if lines:
+                yield line, lines
+            line += len(raw)
 
 
-def _int_cell(value: str, column: str, where: str) -> int:
+def _int_column(values: NDArray[np.str_], column: str, where: str) -> NDArray[np.int64]:
+    """A column of integer cells (subject or trial ids) as int64.
+
+    Raises
+    ------
+    DataError
+        A cell is not an integer (the message shows the first).
+    """
     try:
-        return int(value.strip())
+        return values.astype(np.int64)
     except ValueError:
+        bad = next(v for v in values if not re.fullmatch(r"\s*-?\d+\s*", str(v)))
         raise DataError(
-            f"{where}: {column} {str(value)!r} is not an integer; subject and trial ids must be"
+            f"{where}: {column} {str(bad)!r} is not an integer; subject and trial ids must be"
             " integers"
         ) from None
 
@@ -302,14 +313,15 @@ def import_table(table: str | Path, mapping: ImportMapping, target: str | Path) 
         for first, lines in _chunks(path):
             texts, values = _parse_block(path, lines, index, text_cols, num_cols, first)
             where = f"{path}: lines {first}..{first + len(lines) - 1}"
-            subjects = np.array([_int_cell(v, subject_col, where) for v in texts[subject_col]])
+            subjects = _int_column(texts[subject_col], subject_col, where)
             trials = (
-                np.array([_int_cell(v, str(trial_col), where) for v in texts[str(trial_col)]])
+                _int_column(texts[str(trial_col)], str(trial_col), where)
                 if trial_col
                 else np.zeros(len(subjects), dtype=np.int64)
             )
-            uniq = {str(v): mapping.class_id(str(v), where) for v in np.unique(texts[label_col])}
-            labels = np.array([uniq[str(v)] for v in texts[label_col]], dtype=np.int64)
+            names, inverse = np.unique(texts[label_col], return_inverse=True)
+            ids = np.array([mapping.class_id(str(v), where) for v in names], dtype=np.int64)
+            labels = ids[inverse.reshape(-1)]
             change = np.flatnonzero((np.diff(subjects) != 0) | (np.diff(trials) != 0)) + 1
             for a, b in zip(np.r_[0, change], np.r_[change, len(subjects)], strict=True):
                 key = (int(subjects[a]), int(trials[a]))
