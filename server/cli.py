@@ -158,6 +158,9 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
         _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
     else:
         _check_num_cpus(args.num_cpus, "--num-cpus")
+    overrides = _parse_overrides(args.config or [])
+    if args.layout:
+        overrides.update(_layout_values(args.layout, overrides))
     grid = Grid(
         dataset=_dataset(args.dataset),
         data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
@@ -166,9 +169,13 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
         splits=args.splits,
         seeds=args.seeds,
         nodes_per_role=args.nodes_per_role,
-        overrides=_parse_overrides(args.config or []),
+        overrides=overrides,
         protocol=args.protocol,
     )
+    if args.layout:
+        from mmbind.lab.data import check_layout
+
+        check_layout(grid.config_for(grid.cells()[0]))  # refused before any cell runs
     num_cpus = settings.num_cpus if args.num_cpus is None else args.num_cpus
     # results.json there is the grid's aggregate, rewritten by every invocation (resumable).
     output = writable_folder(args.output, "--output")
@@ -468,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
         "each method's paired differences on the cells both ran",
     )
     exp.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
+    exp.add_argument(
+        "--layout",
+        default="",
+        metavar="FILE",
+        help="node layout for every cell (TOML, or 'paper'), instead of the protocol's roles "
+        "and splits (--splits 1); compare layouts with one experiment folder each and --compare",
+    )
     exp.add_argument(
         "--nodes-per-role", default="1", help="comma list, e.g. 1,2,4 (the first is the headline)"
     )

@@ -219,3 +219,44 @@ def test_own_sensors_csv_to_a_layout_run_in_three_commands(tmp_path: Path) -> No
     ]  # fmt: skip
     assert results["binding"]["pairs"] > 0
     assert set(results["methods"]) == {"mmbind", "lower_bound", "upper_bound"}
+
+
+def test_experiment_refuses_a_layout_that_cannot_bind_before_any_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    def no_cells(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a cell ran; the error should have come first")
+
+    monkeypatch.setattr("mmbind.lab.experiment.run_experiment", no_cells)
+    layout = {
+        "shared_modality": "acc",
+        "nodes": [
+            {"name": "a", "modalities": ["acc", "gyro"], "subjects": [1, 2]},
+            {"name": "c", "modalities": ["gyro", "skeleton"], "subjects": [3], "labelled": True},
+            {"name": "t", "modalities": ["skeleton"], "subjects": [4], "test": True},
+        ],
+    }
+    (tmp_path / "layout.toml").write_text(tomli_w.dumps(layout))
+
+    # Execute
+    code = main(
+        ["experiment", "-q", "--output", str(tmp_path / "exp"), "--layout",
+         str(tmp_path / "layout.toml"), "--label-budgets", "10"]
+    )  # fmt: skip
+
+    # Assert
+    err = capsys.readouterr().err.strip()
+    assert code == 4 and len(err.splitlines()) == 1
+    assert "1 training node(s) hold the shared modality 'acc'" in err
+
+
+def test_the_report_describes_a_layout_experiment_by_its_nodes() -> None:
+    from mmbind.lab.report.sections import protocol_section
+
+    lines = protocol_section({"dataset": "utd-mhad", "config": {"layout": "paper"}, "grid": {}})
+    text = "\n".join(lines)
+    assert "nodes from the layout `paper`" in text
+    assert "| C | skeleton+gyro | {5, 6} | yes | yes |" in text
+    assert "| test | skeleton+gyro | {7, 8} | for scoring only | no (evaluation only) |" in text
+    assert "Shared modality: `acc`" in text
