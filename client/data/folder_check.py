@@ -147,6 +147,19 @@ def check_dataset_folder(root: str | Path) -> FolderReport:
                         )
             if faulty:
                 continue
+            if manifest.windowing.mode == "sliding" and len(recording.signals) > 1:
+                durations = {
+                    n: len(x) / manifest.entry(n).modality.rate_hz
+                    for n, x in recording.signals.items()
+                }
+                short, long = min(durations.values()), max(durations.values())
+                if long > 1.1 * short:
+                    report.warnings.append(
+                        f"{path}: modalities last "
+                        + ", ".join(f"{n} {d:.1f} s" for n, d in durations.items())
+                        + "; check each modality's rate_hz (windows cover only the time "
+                        "all of them share)"
+                    )
             held = tuple(recording.signals)
             windows, labels = cut_windows(recording, manifest, held, str(path))
             if not len(labels):
