@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Join an mmbind deployment as a node holding some modalities.",
     )
     p.add_argument("--version", action="version", version=f"mmbind {__version__}")
-    p.add_argument("--modalities", required=True, help="what this node holds, e.g. acc,gyro")
+    p.add_argument(
+        "--modalities", default="",
+        help="what this node holds, e.g. acc,gyro (with --dataset DIR, default: every "
+        "modality of the data set's manifest)",
+    )  # fmt: skip
     p.add_argument("--superlink", required=True, help="HOST:PORT of the coordinator's SuperLink")
     p.add_argument(
         "--dataset", default="synthetic",
@@ -137,10 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
 def spec_from_args(args: argparse.Namespace) -> NodeSpec:
     dataset = args.dataset
     folder = dataset_folder(dataset)
+    held = args.modalities
     if folder is not None:  # a data set folder: by its absolute path, its modalities known
         dataset = str(folder.resolve())
-        activate_dataset(dataset)
-    modalities = parse_modalities(args.modalities)
+        manifest = activate_dataset(dataset)
+        if not held.strip() and manifest is not None:
+            held = ",".join(manifest.modality_names)
+    if not held.strip():
+        raise ConfigError(
+            "--modalities is required: name what this node holds, e.g. --modalities acc,gyro"
+        )
+    modalities = parse_modalities(held)
     subjects = _subjects(args.subjects)
     if args.labelled and args.test:
         raise ConfigError(

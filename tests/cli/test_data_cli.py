@@ -260,3 +260,15 @@ def test_the_report_describes_a_layout_experiment_by_its_nodes() -> None:
     assert "| C | skeleton+gyro | {5, 6} | yes | yes |" in text
     assert "| test | skeleton+gyro | {7, 8} | for scoring only | no (evaluation only) |" in text
     assert "Shared modality: `acc`" in text
+
+
+def test_client_modalities_default_to_the_data_sets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _lab_folder(tmp_path / "lab")
+    code = client_main(
+        ["--superlink", "127.0.0.1:9093", "--check", "--dataset", str(folder), "--subjects", "2"]
+    )
+    assert code == 0 and "2 samples of wrist_acc, ecg" in capsys.readouterr().err
+    assert client_main(["--superlink", "127.0.0.1:9093", "--check"]) == 2
+    assert "--modalities is required" in capsys.readouterr().err

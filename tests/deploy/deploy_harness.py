@@ -160,7 +160,7 @@ class Deployment:
         os.killpg(self.nodes[name].pid, signal.SIGCONT)
         self.paused.discard(name)
 
-    def start_nodes(self, *, relay: bool = False) -> None:
+    def start_nodes(self, *, relay: bool = False, node_args: tuple[str, ...] = ()) -> None:
         target = self.superlink
         if relay:
             self.relay = Relay(("127.0.0.1", self.port))
@@ -170,7 +170,7 @@ class Deployment:
                 f"node {name}",
                 [
                     str(BIN / "mmbind-client"), "--superlink", target, "--name", name,
-                    "--modalities", modalities, "--subjects", subjects, *extra,
+                    "--modalities", modalities, "--subjects", subjects, *extra, *node_args,
                 ],
                 env=self.env, log_file=self.tmp / f"node-{name}.log",
             )  # fmt: skip
