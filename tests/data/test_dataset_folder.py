@@ -418,3 +418,52 @@ def test_utd_mhad_exported_reads_back_bit_for_bit_as_the_builtin_loader(tmp_path
     assert len(some) == 215
     theirs = load_utd_mhad(UTD_DIR, subjects=[5, 6], modalities=("skeleton", "gyro"))
     assert np.array_equal(some.windows["skeleton"], theirs.windows["skeleton"])
+
+
+_names_st = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
+
+
+@st.composite
+def _manifests(draw: st.DrawFn) -> DatasetManifest:
+    names = draw(st.lists(_names_st, min_size=1, max_size=4, unique=True))
+    entries = []
+    for name in names:
+        points = draw(st.integers(1, 4))
+        channels = points * draw(st.integers(1, 4))
+        entries.append(
+            ModalityEntry(
+                Modality(
+                    name,
+                    channels,
+                    draw(st.floats(0.5, 2000, allow_nan=False)),
+                    draw(st.integers(1, 500)),
+                    draw(st.text(max_size=5)),
+                    points=points,
+                ),
+                tuple(f"ch{i}" for i in range(channels)),
+                draw(st.none() | st.floats(0.1, 60)),
+            )
+        )
+    mode = draw(st.sampled_from(["window", "whole", "sliding"]))
+    sliding = mode == "sliding"
+    windowing = Windowing(
+        mode,  # type: ignore[arg-type]
+        draw(st.floats(0.1, 60)) if sliding else None,
+        draw(st.floats(0.1, 60)) if sliding else None,
+        draw(st.sampled_from(["majority", "drop"])) if sliding else "majority",
+        draw(st.none() | st.floats(1, 500)) if sliding else None,
+    )
+    classes = tuple(
+        draw(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=5, unique=True))
+    )
+    return DatasetManifest(
+        draw(st.text(min_size=1, max_size=10).filter(str.strip)), classes, tuple(entries), windowing
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(_manifests())
+def test_any_manifest_round_trips_through_toml(manifest: DatasetManifest) -> None:
+    import tomllib
+
+    assert DatasetManifest.from_dict(tomllib.loads(manifest.to_toml())) == manifest
