@@ -214,7 +214,7 @@ def _parse_block(
 
 def _chunks(path: Path) -> Iterator[tuple[int, list[str]]]:
     """``(first line number, lines)`` blocks of a CSV file after its header (1-based lines)."""
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         fh.readline()
         line = 2
         while True:
@@ -261,7 +261,7 @@ def import_table(table: str | Path, mapping: ImportMapping, target: str | Path) 
     t = mapping.table
     if not t:
         raise DataError(f"{mapping.source}: no [table] section; a table import needs one")
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         header = fh.readline()
     subject_col, label_col = str(t["subject"]), str(t["label"])
     trial_col = t.get("trial")
@@ -422,7 +422,7 @@ def import_files(folder: str | Path, mapping: ImportMapping, target: str | Path)
             for modality, path in sorted(paths.items()):
                 names = list(mapping.columns) if modality == "*" else [modality]
                 cols = [c for n in names for c in mapping.columns[n]]
-                text = path.read_text(encoding="utf-8")
+                text = path.read_text(encoding="utf-8-sig")
                 header, _, body = text.partition("\n")
                 wanted = cols + ([str(label_column)] if label_column else [])
                 index = _header(path, header, wanted)

@@ -152,9 +152,14 @@ def protocol_section(results: Mapping[str, Any]) -> list[str]:
             "would repeat split 0). Splits in this experiment:",
             "",
         ]
+    from mmbind.client.data.folder_reader import subjects_of
+    from mmbind.dataset_manifest import dataset_folder
+
+    folder = dataset_folder(str(results.get("config", {}).get("dataset", "synthetic")))
+    subjects = SUBJECTS if folder is None or not folder.is_dir() else subjects_of(folder)
     rows = []
     for k in splits:
-        plans = plan_protocol(protocol, SUBJECTS, split=k)
+        plans = plan_protocol(protocol, subjects, split=k)
         by_role = {p.role.name: p.subjects for p in plans}
         rows.append(
             (str(k), *("{" + ", ".join(map(str, by_role[r.name])) + "}" for r in PAPER_ROLES))

@@ -279,3 +279,15 @@ def test_quoted_labels_with_commas_and_hashes_read_as_written(tmp_path: Path) ->
 
     # Assert
     assert ds.labels.tolist() == [0, 0, 1, 0, 0, 0] and ds.subject_ids == (1, 2)
+
+
+def test_a_table_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    # Prepare: what spreadsheet programs write as "CSV UTF-8"
+    table = _table(tmp_path, _good_rows())
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
+
+    # Execute
+    ds = load_dataset_folder(import_table(table, _mapping(tmp_path), tmp_path / "out"))
+
+    # Assert
+    assert len(ds) == 16
