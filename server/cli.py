@@ -158,45 +158,60 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
         _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
     else:
         _check_num_cpus(args.num_cpus, "--num-cpus")
-    overrides = _parse_overrides(args.config or [])
-    if args.layout:
-        overrides.update(_layout_values(args.layout, overrides))
-    grid = Grid(
-        dataset=_dataset(args.dataset),
-        data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
-        methods=args.methods or default_methods(),
-        label_budgets=args.label_budgets,
-        splits=args.splits,
-        seeds=args.seeds,
-        nodes_per_role=args.nodes_per_role,
-        overrides=overrides,
-        protocol=args.protocol,
-    )
-    if args.layout:
-        from mmbind.lab.data import check_layout
+    output = Path(args.output).expanduser()
+    layouts = [x.strip() for x in args.layout.split(",") if x.strip()] if args.layout else [""]
+    if len(set(layouts)) != len(layouts):
+        raise ConfigError(f"--layout {args.layout!r} names a layout twice")
+    # Several layouts: one experiment folder each (OUTPUT/<layout file stem>), all checked
+    # before any cell runs.
+    grids: list[tuple[Grid, Path]] = []
+    for layout in layouts:
+        overrides = _parse_overrides(args.config or [])
+        if layout:
+            overrides.update(_layout_values(layout, overrides))
+        grid = Grid(
+            dataset=_dataset(args.dataset),
+            data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
+            methods=args.methods or default_methods(),
+            label_budgets=args.label_budgets,
+            splits=args.splits,
+            seeds=args.seeds,
+            nodes_per_role=args.nodes_per_role,
+            overrides=overrides,
+            protocol=args.protocol,
+        )
+        if layout:
+            from mmbind.lab.data import check_layout
 
-        check_layout(grid.config_for(grid.cells()[0]))  # refused before any cell runs
+            check_layout(grid.config_for(grid.cells()[0]))  # refused before any cell runs
+        folder = output if len(layouts) == 1 else output / Path(layout).stem
+        grids.append((grid, folder))
+    stems = [folder for _, folder in grids]
+    if len(set(stems)) != len(stems):
+        raise ConfigError(f"--layout {args.layout!r}: two layout files share a file name")
     num_cpus = settings.num_cpus if args.num_cpus is None else args.num_cpus
-    # results.json there is the grid's aggregate, rewritten by every invocation (resumable).
-    output = writable_folder(args.output, "--output")
-    console = Console(stderr=True)
-    progress, bar = _progress_display(console.is_terminal and not args.quiet)
-    kwargs: dict[str, Any] = {
-        "num_cpus": num_cpus,
-        "fresh": args.fresh,
-        "progress": progress,
-        "compare": args.compare or None,
-    }
-    if bar is not None:
-        with bar:
-            outcome = run_experiment(grid, output, **kwargs)
-    else:
-        outcome = run_experiment(grid, output, **kwargs)
-    _print_experiment(outcome.results, outcome.path)
-    print(
-        f"cells: {len(outcome.ran)} run, {len(outcome.reused)} reused "
-        f"({len(outcome.cells)} in the grid) · report: {outcome.path.parent / 'report.md'}"
-    )
+    for _, folder in grids:
+        writable_folder(folder, "--output")
+    for grid, folder in grids:
+        # results.json there is the grid's aggregate, rewritten by every invocation (resumable).
+        console = Console(stderr=True)
+        progress, bar = _progress_display(console.is_terminal and not args.quiet)
+        kwargs: dict[str, Any] = {
+            "num_cpus": num_cpus,
+            "fresh": args.fresh,
+            "progress": progress,
+            "compare": args.compare or None,
+        }
+        if bar is not None:
+            with bar:
+                outcome = run_experiment(grid, folder, **kwargs)
+        else:
+            outcome = run_experiment(grid, folder, **kwargs)
+        _print_experiment(outcome.results, outcome.path)
+        print(
+            f"cells: {len(outcome.ran)} run, {len(outcome.reused)} reused "
+            f"({len(outcome.cells)} in the grid) · report: {outcome.path.parent / 'report.md'}"
+        )
     return 0
 
 
@@ -480,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         metavar="FILE",
         help="node layout for every cell (TOML, or 'paper'), instead of the protocol's roles "
-        "and splits (--splits 1); compare layouts with one experiment folder each and --compare",
+        "and splits (--splits 1); a comma list runs the grid once per layout, in "
+        "OUTPUT/<layout file name>",
     )
     exp.add_argument(
         "--nodes-per-role", default="1", help="comma list, e.g. 1,2,4 (the first is the headline)"

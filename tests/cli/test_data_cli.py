@@ -272,3 +272,28 @@ def test_client_modalities_default_to_the_data_sets(
     assert code == 0 and "2 samples of wrist_acc, ecg" in capsys.readouterr().err
     assert client_main(["--superlink", "127.0.0.1:9093", "--check"]) == 2
     assert "--modalities is required" in capsys.readouterr().err
+
+
+def test_experiment_over_several_layouts_checks_them_all_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the second layout cannot run; no cell of the first may start
+    ran: list[Path] = []
+    monkeypatch.setattr(
+        "mmbind.lab.experiment.run_experiment", lambda grid, folder, **kw: ran.append(folder)
+    )
+    bad = {
+        "shared_modality": "acc",
+        "nodes": [{"name": "a", "modalities": ["acc"], "subjects": [1]}],
+    }
+    (tmp_path / "bad.toml").write_text(tomli_w.dumps(bad))
+
+    # Execute
+    code = main(
+        ["experiment", "-q", "--output", str(tmp_path / "exp"), "--layout",
+         f"paper,{tmp_path / 'bad.toml'}", "--label-budgets", "10"]
+    )  # fmt: skip
+
+    # Assert
+    assert code == 4 and "no labelled training node" in capsys.readouterr().err
+    assert ran == [] and not (tmp_path / "exp").exists()
