@@ -160,12 +160,18 @@ class Deployment:
         os.killpg(self.nodes[name].pid, signal.SIGCONT)
         self.paused.discard(name)
 
-    def start_nodes(self, *, relay: bool = False, node_args: tuple[str, ...] = ()) -> None:
+    def start_nodes(
+        self,
+        *,
+        relay: bool = False,
+        node_args: tuple[str, ...] = (),
+        nodes: list[tuple[str, str, str, tuple[str, ...]]] | None = None,
+    ) -> None:
         target = self.superlink
         if relay:
             self.relay = Relay(("127.0.0.1", self.port))
             target = f"127.0.0.1:{self.relay.port}"
-        for name, modalities, subjects, extra in NODES:
+        for name, modalities, subjects, extra in nodes or NODES:
             self.nodes[name] = ManagedProcess(
                 f"node {name}",
                 [
