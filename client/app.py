@@ -188,8 +188,14 @@ def make_client_app(
         def handle(message: Message, context: Context) -> Message:
             torch.set_num_threads(1)
             try:
-                config = RunConfig.from_flower({**dict(context.run_config), **extra})
-                node = factory(config, dict(context.node_config))
+                node_config = dict(context.node_config)
+                values = {**dict(context.run_config), **extra}
+                if "modalities" in node_config and "dataset" in node_config:
+                    # A deployment node: its own data set (a folder's modalities) over the
+                    # coordinator's, whose folder need not exist on this machine.
+                    values["dataset"] = node_config["dataset"]
+                config = RunConfig.from_flower(values)
+                node = factory(config, node_config)
                 request = decode(message.content)
                 if request.normalization is not None:
                     node.set_normalization(request.normalization)

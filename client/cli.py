@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mmbind import __version__
 from mmbind.client.local_data import NodeSpec, build_node
+from mmbind.dataset_manifest import activate_dataset, dataset_folder
 from mmbind.errors import ConfigError, MMBindError
 from mmbind.modalities import parse_modalities
 from mmbind.processes import free_port, parse_address, port_is_free, scripts_path
@@ -91,9 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Join an mmbind deployment as a node holding some modalities.",
     )
     p.add_argument("--version", action="version", version=f"mmbind {__version__}")
-    p.add_argument("--modalities", required=True, help="what this node holds, e.g. acc,gyro")
+    p.add_argument(
+        "--modalities", default="",
+        help="what this node holds, e.g. acc,gyro (with --dataset DIR, default: every "
+        "modality of the data set's manifest)",
+    )  # fmt: skip
     p.add_argument("--superlink", required=True, help="HOST:PORT of the coordinator's SuperLink")
-    p.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
+    p.add_argument(
+        "--dataset", default="synthetic",
+        help="synthetic, utd-mhad, or a data set folder (docs/dataset-format.md): the node "
+        "reads only its subjects' recordings of it",
+    )  # fmt: skip
     p.add_argument("--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/")
     p.add_argument(
         "--subjects",
@@ -130,7 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def spec_from_args(args: argparse.Namespace) -> NodeSpec:
-    modalities = parse_modalities(args.modalities)
+    dataset = args.dataset
+    folder = dataset_folder(dataset)
+    held = args.modalities
+    if folder is not None:  # a data set folder: by its absolute path, its modalities known
+        dataset = str(folder.resolve())
+        manifest = activate_dataset(dataset)
+        if not held.strip() and manifest is not None:
+            held = ",".join(manifest.modality_names)
+    if not held.strip():
+        raise ConfigError(
+            "--modalities is required: name what this node holds, e.g. --modalities acc,gyro"
+        )
+    modalities = parse_modalities(held)
     subjects = _subjects(args.subjects)
     if args.labelled and args.test:
         raise ConfigError(
@@ -148,7 +169,7 @@ def spec_from_args(args: argparse.Namespace) -> NodeSpec:
         test=args.test,
         role=name,
         paired_data=args.paired_data,
-        dataset=args.dataset,
+        dataset=dataset,
         data_dir=data_dir,
     )
 

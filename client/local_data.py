@@ -9,12 +9,14 @@ data is read and windowed once per node, not once per message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 from mmbind.client.data.dataset import MultimodalDataset
+from mmbind.client.data.folder_reader import load_dataset_folder, subjects_of
+from mmbind.client.data.layout import NodeLayout
 from mmbind.client.data.partition import (
     NodePlan,
     node_dataset,
@@ -24,6 +26,7 @@ from mmbind.client.data.partition import (
 from mmbind.client.data.synthetic import make_synthetic
 from mmbind.client.data.utd_mhad import load_utd_mhad
 from mmbind.client.node import LocalNode
+from mmbind.dataset_manifest import DatasetManifest, activate_dataset, dataset_folder
 from mmbind.errors import ConfigError
 from mmbind.modalities import parse_modalities
 from mmbind.run_config import RunConfig
@@ -34,17 +37,38 @@ ALL_MODALITIES = ("acc", "gyro", "skeleton")
 SUBJECTS = tuple(range(1, 9))
 
 
-def load_dataset(config: RunConfig) -> MultimodalDataset:
-    """The whole dataset of a simulated federation (each node then keeps its own share)."""
-    subjects = protocol_subjects(config.protocol, SUBJECTS)
+def dataset_subjects(config: RunConfig) -> tuple[int, ...]:
+    """Every subject of the run's data set: 1..8 for the built-ins, a folder's own otherwise."""
+    folder = dataset_folder(config.dataset)
+    return SUBJECTS if folder is None else subjects_of(folder)
+
+
+def dataset_modalities(config: RunConfig) -> tuple[str, ...]:
+    """Every modality of the run's data set, in its order (a folder's: its manifest's)."""
+    folder = dataset_folder(config.dataset)
+    return ALL_MODALITIES if folder is None else DatasetManifest.read(folder).modality_names
+
+
+def load_dataset(config: RunConfig, subjects: Sequence[int] | None = None) -> MultimodalDataset:
+    """The dataset of a simulated federation (each node then keeps its own share).
+
+    ``subjects``: only these (a data set folder then reads only their files); ``None``: the
+    subjects of the run's protocol.
+    """
+    folder = dataset_folder(config.dataset)
     if config.dataset == "synthetic":
-        return make_synthetic(
+        full = make_synthetic(
             num_classes=config.synthetic_classes,
             subjects=SUBJECTS,
             trials=config.synthetic_trials,
             seed=config.seed,
             modalities=ALL_MODALITIES,
         )
+        return full if subjects is None else full.for_subjects(subjects)
+    if subjects is None:
+        subjects = protocol_subjects(config.protocol, dataset_subjects(config))
+    if folder is not None:
+        return load_dataset_folder(folder, subjects=subjects)
     if not config.data_dir:
         raise ConfigError(
             "dataset 'utd-mhad' needs a data directory: pass --data-dir DIR "
@@ -54,10 +78,23 @@ def load_dataset(config: RunConfig) -> MultimodalDataset:
 
 
 def simulation_plan(config: RunConfig) -> list[NodePlan]:
-    """The node layout of a simulated federation: the paper's roles x ``nodes_per_role``,
-    subjects assigned by the run's protocol and split."""
+    """The node layout of a simulated federation: the run's layout file, or the paper's roles
+    x ``nodes_per_role`` with subjects assigned by the run's protocol and split.
+
+    Raises
+    ------
+    ConfigError, BindingError
+        A layout that cannot run (:meth:`NodeLayout.check`), before any data is read.
+    """
+    if config.layout:
+        layout = NodeLayout.read(config.layout)
+        layout.check(dataset_modalities(config), dataset_subjects(config))
+        return layout.plans()
     return plan_protocol(
-        config.protocol, SUBJECTS, split=config.split, nodes_per_role=config.nodes_per_role
+        config.protocol,
+        dataset_subjects(config),
+        split=config.split,
+        nodes_per_role=config.nodes_per_role,
     )
 
 
@@ -65,7 +102,8 @@ def _plan_node(config: RunConfig, plan: NodePlan, full: MultimodalDataset) -> Lo
     """The :class:`LocalNode` of one planned node, cut out of the whole dataset ``full``."""
     own = node_dataset(plan, full)
     # The same samples with every modality: the upper bound's naturally paired data.
-    oracle = node_dataset(replace(plan, role=replace(plan.role, modalities=ALL_MODALITIES)), full)
+    every = dataset_modalities(config)
+    oracle = node_dataset(replace(plan, role=replace(plan.role, modalities=every)), full)
     log.debug("node %d: role %s, %d samples", plan.node, plan.role.name, len(own))
     # Node names are unique within a run: A, B, ... or A1, A2, ... with several nodes per role.
     n = config.nodes_per_role
@@ -99,7 +137,10 @@ def _simulated_node(config: RunConfig, partition_id: int) -> LocalNode:
             f"(4 roles x nodes-per-role {config.nodes_per_role}); run the simulation "
             f"with {len(plans)} nodes"
         )
-    return _plan_node(config, plans[partition_id], load_dataset(config))
+    plan = plans[partition_id]
+    # A data set folder: read only this node's subjects (their files alone).
+    subjects = plan.subjects if dataset_folder(config.dataset) is not None else None
+    return _plan_node(config, plan, load_dataset(config, subjects))
 
 
 @dataclass(frozen=True)
@@ -165,6 +206,8 @@ class NodeSpec:
             raise ConfigError(
                 f"node config subjects={subjects_text!r} must be a comma list of integers"
             ) from None
+        dataset = text("dataset", "synthetic")
+        activate_dataset(dataset)  # a data set folder's modalities, before they are parsed
         return cls(
             modalities=parse_modalities(text("modalities")),
             subjects=subjects,
@@ -172,7 +215,7 @@ class NodeSpec:
             test=flag("test"),
             role=text("role", "node") or "node",
             paired_data=flag("paired-data"),
-            dataset=text("dataset", "synthetic"),
+            dataset=dataset,
             data_dir=text("data-dir"),
         )
 
@@ -182,7 +225,12 @@ def build_node(config: RunConfig, spec: NodeSpec) -> LocalNode:
     local = RunConfig.from_mapping(
         {**config.model_dump(), "dataset": spec.dataset, "data_dir": spec.data_dir}
     )
-    if local.dataset == "utd-mhad" and spec.subjects:
+    folder = dataset_folder(local.dataset)
+    if folder is not None:
+        # Only this node's subjects and modalities: its own files and arrays.
+        modalities = dataset_modalities(local) if spec.paired_data else spec.modalities
+        data = load_dataset_folder(folder, subjects=spec.subjects or None, modalities=modalities)
+    elif local.dataset == "utd-mhad" and spec.subjects:
         # Read only this node's files (a ClientApp process starts for every message).
         data = load_utd_mhad(
             Path(local.data_dir), subjects=spec.subjects, modalities=ALL_MODALITIES
@@ -191,7 +239,7 @@ def build_node(config: RunConfig, spec: NodeSpec) -> LocalNode:
         full = load_dataset(local)
         data = full.for_subjects(spec.subjects) if spec.subjects else full
     own = data.with_modalities(spec.modalities)
-    oracle = data.with_modalities(ALL_MODALITIES) if spec.paired_data else None
+    oracle = data.with_modalities(dataset_modalities(local)) if spec.paired_data else None
     return LocalNode(
         spec.role, own, local, labelled=spec.labelled, trains=not spec.test, oracle=oracle
     )

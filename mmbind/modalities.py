@@ -11,10 +11,14 @@ schemes use it (:func:`normalization_groups`).
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mmbind.errors import UnknownModalityError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ class Modality:
     points: int = 1
 
     def __post_init__(self) -> None:
+        if self.channels < 1 or self.window < 1 or not self.rate_hz > 0:
+            raise UnknownModalityError(
+                f"modality {self.name!r}: channels ({self.channels}) and window "
+                f"({self.window}) must be >= 1 and rate_hz ({self.rate_hz}) > 0"
+            )
         if self.points < 1 or self.channels % self.points:
             raise UnknownModalityError(
                 f"modality {self.name!r}: {self.channels} channels cannot be split into "
@@ -67,15 +76,63 @@ class Modality:
 
 SKELETON_JOINTS = 20
 
-REGISTRY: dict[str, Modality] = {
-    m.name: m
-    for m in (
-        Modality("acc", 3, 50.0, 120, "g"),
-        Modality("gyro", 3, 50.0, 120, "deg/s"),
-        Modality("mag", 3, 50.0, 120, "uT"),
-        Modality("skeleton", SKELETON_JOINTS * 3, 30.0, 40, "m", points=SKELETON_JOINTS),
-    )
-}
+#: The modalities of the built-in data sets (synthetic, UTD-MHAD), in registry order.
+BUILTIN_MODALITIES: tuple[Modality, ...] = (
+    Modality("acc", 3, 50.0, 120, "g"),
+    Modality("gyro", 3, 50.0, 120, "deg/s"),
+    Modality("mag", 3, 50.0, 120, "uT"),
+    Modality("skeleton", SKELETON_JOINTS * 3, 30.0, 40, "m", points=SKELETON_JOINTS),
+)
+
+#: The process's registry: the built-ins, overlaid by the active data set's own modalities
+#: (:func:`use_modalities`). One dict, changed in place, so every importer sees the same one.
+REGISTRY: dict[str, Modality] = {m.name: m for m in BUILTIN_MODALITIES}
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def check_modality_name(name: str) -> str:
+    """``name`` if it can name a modality: lower-case letters, digits and ``_``, a letter first.
+
+    Raises
+    ------
+    UnknownModalityError
+        Any other name (the message says what is allowed).
+    """
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        raise UnknownModalityError(
+            f"modality name {name!r} is not allowed; use 1-32 lower-case letters, digits or "
+            "'_', starting with a letter (e.g. 'ecg', 'thigh_acc')"
+        )
+    return name
+
+
+def use_modalities(modalities: Iterable[Modality]) -> None:
+    """Make ``modalities`` (a data set's own) the registry's, on top of the built-ins.
+
+    The registry becomes the built-in modalities, in their order, with any of the same name
+    replaced by the data set's definition, followed by the data set's other modalities in
+    the order given. ``use_modalities(())`` restores the built-ins. A data set is active per
+    process (a run reads one data set); building a :class:`~mmbind.run_config.RunConfig`
+    activates its data set's modalities.
+
+    Raises
+    ------
+    UnknownModalityError
+        A name is not allowed (:func:`check_modality_name`) or given twice.
+    """
+    own: dict[str, Modality] = {}
+    for modality in modalities:
+        check_modality_name(modality.name)
+        if modality.name in own:
+            raise UnknownModalityError(f"modality {modality.name!r} is defined twice")
+        own[modality.name] = modality
+    merged = {m.name: own.pop(m.name, m) for m in BUILTIN_MODALITIES}
+    merged.update(own)
+    if merged != REGISTRY:
+        log.debug("modality registry: %s", ", ".join(merged))
+    REGISTRY.clear()
+    REGISTRY.update(merged)
 
 
 def get_modality(name: str) -> Modality:

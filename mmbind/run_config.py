@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmbind.binding.pairing import ANN_THRESHOLD
 from mmbind.binding.weights import WEIGHTINGS, get_weighting
-from mmbind.errors import ConfigError
+from mmbind.dataset_manifest import activate_dataset
+from mmbind.errors import ConfigError, MMBindError
 from mmbind.methods import ALL_METHODS, DEFAULT_METHODS, Method
 from mmbind.modalities import parse_modalities
 
@@ -40,7 +41,11 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Literal["synthetic", "utd-mhad"] = "synthetic"
+    dataset: str = Field(
+        "synthetic",
+        description="'synthetic', 'utd-mhad' or the path of a data set folder "
+        "(docs/dataset-format.md); a folder's modalities join the registry",
+    )
     data_dir: str = Field("", json_schema_extra=OPERATIONAL)
     seed: int = Field(0, ge=0)
     protocol: Literal["paper", "dev-loso"] = Field(
@@ -50,6 +55,11 @@ class RunConfig(BaseModel):
     )
     split: int = Field(0, ge=0)
     nodes_per_role: int = Field(1, ge=1, le=16)
+    layout: str = Field(
+        "",
+        description="node layout file (TOML: nodes, their modalities, subjects, labelled/test; "
+        "'paper' = the shipped paper layout); empty = the protocol's roles and split",
+    )
     shared_modality: str = "acc"
     binding: Literal["modality", "label"] = "modality"
     label_budget: int = Field(0, ge=0, description="labelled samples used at node C; 0 = all")
@@ -167,6 +177,30 @@ class RunConfig(BaseModel):
         json_schema_extra=OPERATIONAL,
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _activate_dataset(cls, values: Any) -> Any:
+        # A data set folder's modalities must be registered before the fields that name
+        # modalities (shared-modality) are checked, in every process that builds the config.
+        if isinstance(values, Mapping):
+            dataset = values.get("dataset", "synthetic")
+            if not isinstance(dataset, str) or not dataset:
+                raise ValueError("dataset must be 'synthetic', 'utd-mhad' or a folder path")
+            try:
+                activate_dataset(dataset)
+            except MMBindError as exc:
+                raise ValueError(str(exc)) from None
+        return values
+
+    @model_validator(mode="after")
+    def _layout_places_the_nodes(self) -> RunConfig:
+        if self.layout and (self.split or self.nodes_per_role != 1 or self.protocol != "paper"):
+            raise ValueError(
+                "a layout file places every node and subject: split, nodes-per-role and "
+                "protocol do not apply with layout (leave them at 0, 1 and 'paper')"
+            )
+        return self
+
     @field_validator("shared_modality")
     @classmethod
     def _known_modality(cls, value: str) -> str:
@@ -222,10 +256,17 @@ class RunConfig(BaseModel):
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
         """Validate ``values``; any invalid entry becomes one :class:`ConfigError` line."""
+        dataset = values.get("dataset", "synthetic")
+        if isinstance(dataset, str) and dataset:
+            activate_dataset(dataset)  # its own error (DataError) rather than a config line
         try:
             return cls.model_validate(dict(values))
         except ValidationError as exc:
             err = exc.errors()[0]
+            if not err["loc"]:
+                raise ConfigError(
+                    f"invalid run config: {str(err['msg']).removeprefix('Value error, ')}"
+                ) from None
             where = ".".join(str(p) for p in err["loc"]).replace("_", "-")
             value = err.get("input")
             msg = str(err["msg"]).removeprefix("Value error, ")

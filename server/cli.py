@@ -53,6 +53,36 @@ class _DropDeprecation(logging.Filter):
         return "DEPRECATED FEATURE" not in record.getMessage()
 
 
+_DATASET_HELP = (
+    "synthetic (default), utd-mhad (with --data-dir), or a data set folder "
+    "(docs/dataset-format.md; mmbind data import/export make one)"
+)
+
+
+def _dataset(value: str) -> str:
+    """``--dataset``: a built-in name as is, a data set folder as its absolute path (the
+    simulation's workers and cells resolve it wherever they run)."""
+    from mmbind.dataset_manifest import dataset_folder
+
+    folder = dataset_folder(value)
+    return value if folder is None else str(folder.resolve())
+
+
+def _layout_values(layout: str, values: dict[str, Any]) -> dict[str, Any]:
+    """What ``--layout FILE`` sets; a binding or shared modality given otherwise must agree."""
+    from mmbind.lab.data import layout_config
+
+    out = layout_config(layout)
+    for key in ("binding", "shared_modality"):
+        if key in values and key in out and str(values[key]) != out[key]:
+            flag = key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {values[key]!r} contradicts the layout's {out[key]!r}; "
+                f"set it in the layout file {layout}"
+            )
+    return out
+
+
 def _check_num_cpus(value: int, what: str) -> None:
     if value < 0:
         raise ConfigError(f"{what} must be >= 0 (0 = all cores), got {value}")
@@ -86,7 +116,7 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
 
     values: dict[str, Any] = _parse_overrides(args.config or [])
     values.update(
-        dataset=args.dataset,
+        dataset=_dataset(args.dataset),
         data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
         seed=args.seed,
         split=args.split,
@@ -96,7 +126,13 @@ def cmd_simulate(args: argparse.Namespace, settings: MMBindSettings) -> int:
         values["methods"] = args.methods
     if args.binding:
         values["binding"] = args.binding
+    if args.layout:
+        values.update(_layout_values(args.layout, values))
     config = RunConfig.from_mapping(values)
+    if config.layout:
+        from mmbind.lab.data import check_layout
+
+        check_layout(config)  # a layout that cannot run: refused before anything starts
     _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
     output = check_output(args.output or settings.output, overwrite=args.overwrite)
     from mmbind.lab.simulate import simulate  # Flower, Ray, torch: after the checks
@@ -122,38 +158,60 @@ def cmd_experiment(args: argparse.Namespace, settings: MMBindSettings) -> int:
         _check_num_cpus(settings.num_cpus, "MMBIND_NUM_CPUS")
     else:
         _check_num_cpus(args.num_cpus, "--num-cpus")
-    grid = Grid(
-        dataset=args.dataset,
-        data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
-        methods=args.methods or default_methods(),
-        label_budgets=args.label_budgets,
-        splits=args.splits,
-        seeds=args.seeds,
-        nodes_per_role=args.nodes_per_role,
-        overrides=_parse_overrides(args.config or []),
-        protocol=args.protocol,
-    )
+    output = Path(args.output).expanduser()
+    layouts = [x.strip() for x in args.layout.split(",") if x.strip()] if args.layout else [""]
+    if len(set(layouts)) != len(layouts):
+        raise ConfigError(f"--layout {args.layout!r} names a layout twice")
+    # Several layouts: one experiment folder each (OUTPUT/<layout file stem>), all checked
+    # before any cell runs.
+    grids: list[tuple[Grid, Path]] = []
+    for layout in layouts:
+        overrides = _parse_overrides(args.config or [])
+        if layout:
+            overrides.update(_layout_values(layout, overrides))
+        grid = Grid(
+            dataset=_dataset(args.dataset),
+            data_dir=str(Path(args.data_dir).expanduser()) if args.data_dir else settings.data_dir,
+            methods=args.methods or default_methods(),
+            label_budgets=args.label_budgets,
+            splits=args.splits,
+            seeds=args.seeds,
+            nodes_per_role=args.nodes_per_role,
+            overrides=overrides,
+            protocol=args.protocol,
+        )
+        if layout:
+            from mmbind.lab.data import check_layout
+
+            check_layout(grid.config_for(grid.cells()[0]))  # refused before any cell runs
+        folder = output if len(layouts) == 1 else output / Path(layout).stem
+        grids.append((grid, folder))
+    stems = [folder for _, folder in grids]
+    if len(set(stems)) != len(stems):
+        raise ConfigError(f"--layout {args.layout!r}: two layout files share a file name")
     num_cpus = settings.num_cpus if args.num_cpus is None else args.num_cpus
-    # results.json there is the grid's aggregate, rewritten by every invocation (resumable).
-    output = writable_folder(args.output, "--output")
-    console = Console(stderr=True)
-    progress, bar = _progress_display(console.is_terminal and not args.quiet)
-    kwargs: dict[str, Any] = {
-        "num_cpus": num_cpus,
-        "fresh": args.fresh,
-        "progress": progress,
-        "compare": args.compare or None,
-    }
-    if bar is not None:
-        with bar:
-            outcome = run_experiment(grid, output, **kwargs)
-    else:
-        outcome = run_experiment(grid, output, **kwargs)
-    _print_experiment(outcome.results, outcome.path)
-    print(
-        f"cells: {len(outcome.ran)} run, {len(outcome.reused)} reused "
-        f"({len(outcome.cells)} in the grid) · report: {outcome.path.parent / 'report.md'}"
-    )
+    for _, folder in grids:
+        writable_folder(folder, "--output")
+    for grid, folder in grids:
+        # results.json there is the grid's aggregate, rewritten by every invocation (resumable).
+        console = Console(stderr=True)
+        progress, bar = _progress_display(console.is_terminal and not args.quiet)
+        kwargs: dict[str, Any] = {
+            "num_cpus": num_cpus,
+            "fresh": args.fresh,
+            "progress": progress,
+            "compare": args.compare or None,
+        }
+        if bar is not None:
+            with bar:
+                outcome = run_experiment(grid, folder, **kwargs)
+        else:
+            outcome = run_experiment(grid, folder, **kwargs)
+        _print_experiment(outcome.results, outcome.path)
+        print(
+            f"cells: {len(outcome.ran)} run, {len(outcome.reused)} reused "
+            f"({len(outcome.cells)} in the grid) · report: {outcome.path.parent / 'report.md'}"
+        )
     return 0
 
 
@@ -269,6 +327,67 @@ def _print_results(results: dict[str, Any], path: Path, command: str) -> None:
     out.print(f"wall: {results['wall_seconds']:.1f} s · results: {path}")
 
 
+def cmd_data(args: argparse.Namespace, settings: MMBindSettings) -> int:
+    from mmbind.lab import data
+
+    if args.data_command == "export":
+        data_dir = args.data_dir or settings.data_dir
+        path = data.export(args.dataset, args.target, data_dir=data_dir, seed=args.seed)
+        print(data.check(path).summary().splitlines()[1] + f" · written to {path}")
+        return 0
+    if args.data_command == "import":
+        path = data.import_csv(args.kind, args.source, args.mapping, args.target)
+        print(data.check(path).summary().splitlines()[1] + f" · written to {path}")
+        return 0
+    if args.data_command == "check":
+        report = data.check(args.folder)
+        print(report.summary())
+        return 0 if report.ok else 3
+    raise ConfigError(f"unknown data command {args.data_command!r}")
+
+
+def _add_data_parser(sub: Any) -> None:
+    data = sub.add_parser(
+        "data",
+        help="make, check and import data set folders (docs/dataset-format.md)",
+        description="Data set folders: a manifest (mmbind-dataset.toml) and one .npz file "
+        "per recording. See docs/dataset-format.md.",
+    )
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    export = data_sub.add_parser(
+        "export",
+        help="write a built-in data set (synthetic, utd-mhad) as a data set folder",
+        description="Write a built-in data set as a data set folder. UTD-MHAD keeps its raw "
+        "sequences (windowing 'whole': the folder reads back bit for bit as the built-in "
+        "loader); synthetic keeps its generated windows for --seed.",
+    )
+    export.add_argument("dataset", choices=["synthetic", "utd-mhad"])
+    export.add_argument("target", help="the folder to create (must not exist or be empty)")
+    export.add_argument("--data-dir", default="", help="UTD-MHAD folder (Inertial/, Skeleton/)")
+    export.add_argument("--seed", type=int, default=0, help="synthetic: the generator's seed")
+    check = data_sub.add_parser(
+        "check",
+        help="validate a data set folder and summarise it",
+        description="Read every recording as a run would; print subjects, classes per "
+        "subject, recordings, windows per modality, and every problem found (NaN/inf runs, "
+        "constant channels, duplicates, invalid files). Exit 3 when there are errors.",
+    )
+    check.add_argument("folder")
+    imp = data_sub.add_parser(
+        "import",
+        help="import CSV data (a long table, or a folder of per-recording files)",
+        description="Import CSV data into a new data set folder, as a mapping file (TOML) "
+        "says: 'table' reads one long CSV (subject, label, optional trial column, sensor "
+        "columns); 'files' reads a folder of CSVs whose paths match the mapping's pattern. "
+        "Nothing appears at TARGET unless the whole import succeeds.",
+    )
+    imp.add_argument("kind", choices=["table", "files"])
+    imp.add_argument("source", help="the CSV file (table) or the folder of CSV files (files)")
+    imp.add_argument("target", help="the data set folder to create (must not exist or be empty)")
+    imp.add_argument("--mapping", required=True, help="the mapping file (TOML)")
+    data.set_defaults(func=cmd_data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmbind", description="Federated MMBind: bind heterogeneous multimodal IoT data."
@@ -284,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(the paper's roles: A acc+skeleton, B acc+gyro, C skeleton+gyro labelled, "
         "test skeleton+gyro) and write OUTPUT/results.json.",
     )
-    sim.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
+    sim.add_argument("--dataset", default="synthetic", help=_DATASET_HELP)
     sim.add_argument(
         "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
     )
@@ -295,6 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--split", type=int, default=0, help="subject assignment (0 = DESIGN.md's)")
     sim.add_argument("--nodes-per-role", type=int, default=1)
+    sim.add_argument(
+        "--layout",
+        default="",
+        metavar="FILE",
+        help="node layout (TOML: nodes with modalities, subjects, labelled/test, and the "
+        "shared modality), or 'paper' for the shipped paper layout; replaces the roles and "
+        "--split (docs/dataset-format.md)",
+    )
     sim.add_argument(
         "--methods",
         default="",
@@ -322,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
         "over seeds x splits) and OUTPUT/report.md with PNG figures; both are the grid's "
         "aggregate and are rewritten, from every recorded cell, by each invocation.",
     )
-    exp.add_argument("--dataset", choices=["synthetic", "utd-mhad"], default="synthetic")
+    exp.add_argument("--dataset", default="synthetic", help=_DATASET_HELP)
     exp.add_argument(
         "--data-dir", default="", help="UTD-MHAD folder holding Inertial/ and Skeleton/"
     )
@@ -363,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
         "each method's paired differences on the cells both ran",
     )
     exp.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
+    exp.add_argument(
+        "--layout",
+        default="",
+        metavar="FILE",
+        help="node layout for every cell (TOML, or 'paper'), instead of the protocol's roles "
+        "and splits (--splits 1); a comma list runs the grid once per layout, in "
+        "OUTPUT/<layout file name>",
+    )
     exp.add_argument(
         "--nodes-per-role", default="1", help="comma list, e.g. 1,2,4 (the first is the headline)"
     )
@@ -419,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", action="append", metavar="KEY=VALUE")
     run.add_argument("-q", "--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
+    _add_data_parser(sub)
     return parser
 
 

@@ -44,3 +44,14 @@ def redis_client() -> Iterator[redis.Redis]:
 def redis_url(redis_client: redis.Redis) -> str:
     """The test Redis URL, once it answers (skips otherwise)."""
     return TEST_REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def builtin_modalities() -> Iterator[None]:
+    """Every test starts and ends with the built-in modality registry (a data set folder's
+    modalities, registered by a test, do not leak into the next)."""
+    from mmbind.modalities import use_modalities
+
+    use_modalities(())
+    yield
+    use_modalities(())

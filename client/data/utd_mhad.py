@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ __all__ = [
     "UTD_MHAD_SUBJECTS",
     "clear_utd_mhad_cache",
     "load_utd_mhad",
+    "utd_mhad_sequences",
 ]
 
 logger = logging.getLogger(__name__)
@@ -294,3 +295,45 @@ def load_utd_mhad(
         num_classes=len(UTD_MHAD_ACTIONS),
         class_names=UTD_MHAD_ACTIONS,
     )
+
+
+def utd_mhad_sequences(
+    data_dir: str | Path, *, subjects: Sequence[int] | None = None
+) -> Iterator[tuple[SampleKey, dict[str, NDArray[np.float64]]]]:
+    """The raw sequences of UTD-MHAD, before any resampling, sample by sample.
+
+    Yields ``((action, subject, trial), {"acc": (frames, 3), "gyro": (frames, 3),
+    "skeleton": (frames, 60)})`` float64 arrays as the files hold them (skeleton frames
+    flattened joint-major), for the samples that have both files, in (subject, action,
+    trial) order, as :func:`load_utd_mhad` orders them.
+
+    Raises
+    ------
+    ConfigError, DataError
+        As :func:`load_utd_mhad`.
+    """
+    wanted = _validate_subjects(subjects)
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"UTD-MHAD folder {root} does not exist")
+    found = {k: _scan(root.resolve() / _SOURCES[k][0], _SOURCES[k][1]) for k in _SOURCES}
+    keys = sorted(
+        (k for k in found["inertial"] if k[1] in wanted and k in found["skeleton"]),
+        key=lambda k: (k[1], k[0], k[2]),
+    )
+    for key in keys:
+        inertial = _read_array(found["inertial"][key], "d_iner")
+        skeleton = _read_array(found["skeleton"][key], "d_skel")
+        if inertial.ndim != 2 or inertial.shape[1] != 6:
+            raise DataError(f"{found['inertial'][key]}: d_iner has shape {inertial.shape}")
+        if skeleton.ndim != 3 or skeleton.shape[:2] != (_NUM_JOINTS, 3):
+            raise DataError(f"{found['skeleton'][key]}: d_skel has shape {skeleton.shape}")
+        frames = skeleton.transpose(2, 0, 1).reshape(skeleton.shape[2], _NUM_JOINTS * 3)
+        yield (
+            key,
+            {
+                "acc": np.ascontiguousarray(inertial[:, :3]),
+                "gyro": np.ascontiguousarray(inertial[:, 3:]),
+                "skeleton": np.ascontiguousarray(frames),
+            },
+        )

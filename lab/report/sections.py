@@ -68,6 +68,37 @@ def comparison_section(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _layout_section(results: Mapping[str, Any], layout: str) -> list[str]:
+    """The protocol of an experiment on a layout file: its nodes, as the file gives them."""
+    from mmbind.client.data.layout import NodeLayout
+
+    parsed = NodeLayout.read(layout)
+    lines = [
+        "## Protocol",
+        "",
+        f"Dataset: **{results.get('dataset', '?')}** on Flower's simulation engine, nodes "
+        f"from the layout `{layout}` ({parsed.name}):",
+        "",
+    ]
+    rows = [
+        (
+            n.name,
+            "+".join(n.modalities),
+            "{" + ", ".join(map(str, n.subjects)) + "}",
+            "yes" if n.labelled else ("for scoring only" if n.test else "no"),
+            "no (evaluation only)" if n.test else "yes",
+        )
+        for n in parsed.nodes
+    ]
+    lines += md_table(("node", "modalities", "subjects", "labels used", "trains"), rows)
+    binding = (
+        f"Shared modality: `{parsed.shared_modality}`."
+        if parsed.binding == "modality"
+        else "Label binding."
+    )
+    return [*lines, binding + " Only model weights, metrics and embeddings leave a node.", ""]
+
+
 def protocol_section(results: Mapping[str, Any]) -> list[str]:
     from mmbind.client.data.partition import PAPER_ROLES, plan_protocol
     from mmbind.client.local_data import SUBJECTS
@@ -77,6 +108,9 @@ def protocol_section(results: Mapping[str, Any]) -> list[str]:
     seeds = [int(s) for s in grid.get("seeds", [0])]
     budgets = [int(b) for b in grid.get("label_budgets", [])]
     nprs = [int(n) for n in grid.get("nodes_per_role", [1])]
+    layout = str(results.get("config", {}).get("layout", "") or "")
+    if layout:
+        return _layout_section(results, layout)
     lines = [
         "## Protocol",
         "",
@@ -118,9 +152,14 @@ def protocol_section(results: Mapping[str, Any]) -> list[str]:
             "would repeat split 0). Splits in this experiment:",
             "",
         ]
+    from mmbind.client.data.folder_reader import subjects_of
+    from mmbind.dataset_manifest import dataset_folder
+
+    folder = dataset_folder(str(results.get("config", {}).get("dataset", "synthetic")))
+    subjects = SUBJECTS if folder is None or not folder.is_dir() else subjects_of(folder)
     rows = []
     for k in splits:
-        plans = plan_protocol(protocol, SUBJECTS, split=k)
+        plans = plan_protocol(protocol, subjects, split=k)
         by_role = {p.role.name: p.subjects for p in plans}
         rows.append(
             (str(k), *("{" + ", ".join(map(str, by_role[r.name])) + "}" for r in PAPER_ROLES))

@@ -160,17 +160,23 @@ class Deployment:
         os.killpg(self.nodes[name].pid, signal.SIGCONT)
         self.paused.discard(name)
 
-    def start_nodes(self, *, relay: bool = False) -> None:
+    def start_nodes(
+        self,
+        *,
+        relay: bool = False,
+        node_args: tuple[str, ...] = (),
+        nodes: list[tuple[str, str, str, tuple[str, ...]]] | None = None,
+    ) -> None:
         target = self.superlink
         if relay:
             self.relay = Relay(("127.0.0.1", self.port))
             target = f"127.0.0.1:{self.relay.port}"
-        for name, modalities, subjects, extra in NODES:
+        for name, modalities, subjects, extra in nodes or NODES:
             self.nodes[name] = ManagedProcess(
                 f"node {name}",
                 [
                     str(BIN / "mmbind-client"), "--superlink", target, "--name", name,
-                    "--modalities", modalities, "--subjects", subjects, *extra,
+                    "--modalities", modalities, "--subjects", subjects, *extra, *node_args,
                 ],
                 env=self.env, log_file=self.tmp / f"node-{name}.log",
             )  # fmt: skip

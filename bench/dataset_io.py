@@ -1,0 +1,185 @@
+"""Benchmark of data set folders: CSV import throughput and memory, a node's load time.
+
+    python bench/dataset_io.py --csv-mb 1024 --windows 10000 [--json out.json]
+
+* **import**: writes a long CSV table of ``--csv-mb`` MB (8 subjects x 2 sessions of
+  continuous rows: subject, session, activity and 18 sensor columns at 50 Hz, formatted like a
+  lab export), then runs ``mmbind data import table`` on it in a child process and reports MB/s
+  and the child's peak RSS (targets: >= 50 MB/s, <= 2 GB).
+* **load**: writes a data set folder whose subjects 1-2 hold ``--windows`` windows (one
+  recording per window, windowing ``"window"``: the most files per window) and times
+  ``load_dataset_folder`` for those subjects (target: 10,000 windows in < 2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MAPPING = """
+name = "bench"
+classes = ["a", "b", "c", "d"]
+[table]
+subject = "subject"
+trial = "session"
+label = "activity"
+rate_hz = 50.0
+[windowing]
+mode = "sliding"
+length_s = 2.0
+stride_s = 1.0
+[modalities.imu1]
+columns = ["c0", "c1", "c2", "c3", "c4", "c5"]
+unit = "1"
+window = 100
+[modalities.imu2]
+columns = ["c6", "c7", "c8", "c9", "c10", "c11"]
+unit = "1"
+window = 100
+[modalities.imu3]
+columns = ["c12", "c13", "c14", "c15", "c16", "c17"]
+unit = "1"
+window = 50
+"""
+
+
+def write_csv(path: Path, megabytes: float) -> int:
+    """A long table of about ``megabytes`` MB; returns its size in bytes."""
+    rng = np.random.default_rng(0)
+    target = int(megabytes * 1e6)
+    blocks = 16
+    header = "subject,session,activity," + ",".join(f"c{i}" for i in range(18)) + "\n"
+    with path.open("w") as fh:
+        fh.write(header)
+        row_bytes = 3 + 2 + 2 + 18 * 10
+        rows_per_block = max(1000, target // row_bytes // blocks)
+        for b in range(blocks):
+            subject, session = b // 2 + 1, b % 2 + 1
+            done = 0
+            while done < rows_per_block:
+                n = min(50_000, rows_per_block - done)
+                values = rng.normal(size=(n, 18))
+                labels = (np.arange(done, done + n) // 500) % 4
+                body = "\n".join(
+                    f"{subject},{session},{'abcd'[lab]}," + ",".join(f"{v:.5f}" for v in row)
+                    for lab, row in zip(labels, values, strict=True)
+                )
+                fh.write(body + "\n")
+                done += n
+    return path.stat().st_size
+
+
+def bench_import(root: Path, megabytes: float) -> dict[str, float]:
+    csv_path = root / "table.csv"
+    size = write_csv(csv_path, megabytes)
+    (root / "mapping.toml").write_text(MAPPING)
+    code = (
+        "from mmbind.lab.data import import_csv; "
+        f"import_csv('table', {str(csv_path)!r}, {str(root / 'mapping.toml')!r}, "
+        f"{str(root / 'imported')!r})"
+    )
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    csv_path.unlink()
+    return {
+        "csv_mb": round(size / 1e6, 1),
+        "seconds": round(seconds, 2),
+        "mb_per_s": round(size / 1e6 / seconds, 1),
+        "peak_rss_mb": round(peak_kib / 1024, 1),
+    }
+
+
+def bench_load(root: Path, windows: int) -> dict[str, float]:
+    from mmbind.client.data.folder_reader import load_dataset_folder
+    from mmbind.client.data.folder_writer import DatasetWriter
+    from mmbind.client.data.recording import Recording
+    from mmbind.dataset_manifest import DatasetManifest, ModalityEntry, Windowing
+    from mmbind.modalities import Modality
+
+    manifest = DatasetManifest(
+        "load",
+        ("a", "b"),
+        (
+            ModalityEntry(Modality("imu", 6, 50.0, 120, "1"), tuple(f"c{i}" for i in range(6))),
+            ModalityEntry(
+                Modality("pose", 60, 30.0, 40, "m", points=20), tuple(f"j{i}" for i in range(60))
+            ),
+        ),
+        Windowing("window"),
+    )
+    rng = np.random.default_rng(0)
+    folder = root / "load"
+    with DatasetWriter(folder, manifest) as writer:
+        for i in range(windows + 100):
+            subject = 1 + (i % 2) if i < windows else 3  # subject 3: files the node never reads
+            signals = {
+                "imu": rng.normal(size=(120, 6)).astype(np.float32),
+                "pose": rng.normal(size=(40, 60)).astype(np.float32),
+            }
+            writer.add(Recording(subject, i, signals, label=i % 2), f"r{i:06d}")
+    start = time.perf_counter()
+    import scipy.signal  # noqa: F401  (resampling; a node process imports it once)
+
+    scipy_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    ds = load_dataset_folder(folder, subjects=[1, 2])
+    seconds = time.perf_counter() - start
+    # The same windows as continuous recordings (sliding, 2.4 s every 2.4 s): 20 files.
+    sliding = DatasetManifest(
+        "load-sliding", manifest.classes, manifest.modalities, Windowing("sliding", 2.4, 2.4)
+    )
+    streams = root / "load-sliding"
+    per = windows // 20
+    with DatasetWriter(streams, sliding) as writer:
+        for i in range(20):
+            signals = {
+                "imu": rng.normal(size=(120 * per, 6)).astype(np.float32),
+                "pose": rng.normal(size=(72 * per, 60)).astype(np.float32),  # 2.4 s at 30 Hz
+            }
+            writer.add(Recording(1 + i % 2, i, signals, label=i % 2), f"s{i:03d}")
+    start = time.perf_counter()
+    long = load_dataset_folder(streams, subjects=[1, 2])
+    sliding_seconds = time.perf_counter() - start
+    return {
+        "windows": len(ds),
+        "files": len(ds),
+        "seconds": round(seconds, 3),
+        "sliding_windows": len(long),
+        "sliding_files": 20,
+        "sliding_seconds": round(sliding_seconds, 3),
+        "scipy_signal_import_seconds": round(scipy_seconds, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv-mb", type=float, default=1024.0)
+    parser.add_argument("--windows", type=int, default=10_000)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: system)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        root = Path(tmp)
+        results = {
+            "load": bench_load(root, args.windows),
+            "import": bench_import(root, args.csv_mb),
+            "cpus": os.cpu_count(),
+        }
+    print(json.dumps(results, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
