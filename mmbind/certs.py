@@ -225,7 +225,8 @@ def init_certs(folder: str | Path, hosts: Sequence[str], nodes: Sequence[str] = 
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     layout = CertsLayout(root)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _certificate("mmbind deployment CA", ca_key.public_key(), None, ca_key, ca=True)
+    ca_name = f"mmbind CA {hosts[0]} {secrets.token_hex(4)}"  # one per deployment
+    ca_cert = _certificate(ca_name, ca_key.public_key(), None, ca_key, ca=True)
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
     _private_file(root / CA_DIR / CA_CERT, ca_pem)
     _private_file(root / CA_DIR / "ca.key", _pem_key(ca_key))

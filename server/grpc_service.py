@@ -320,7 +320,7 @@ class BindingServicer(pb_grpc.BindingServiceServicer):
         self.store = store
         self.poll_interval = poll_interval
         self.limits = limits or Limits()
-        self.max_array_bytes = min(max_array_bytes, self.limits.max_stream_bytes)
+        self.max_array_bytes = max_array_bytes
         self._appended = threading.Condition()
         self._stopping = threading.Event()
         self._followers = threading.BoundedSemaphore(self.limits.max_followers)
@@ -379,6 +379,7 @@ class BindingServicer(pb_grpc.BindingServiceServicer):
             self.max_array_bytes,
             on_header=self._check_known,
             max_arrays=self.limits.max_arrays_per_stream,
+            max_total_bytes=self.limits.max_stream_bytes,
         )
         svc = self.service(key.run_id)
         if key.name == EMBEDDINGS:

@@ -179,6 +179,7 @@ def chunks_to_arrays(
     max_bytes: int = MAX_ARRAY_BYTES,
     on_header: Callable[[ArraysKey], None] | None = None,
     max_arrays: int | None = None,
+    max_total_bytes: int | None = None,
 ) -> tuple[ArraysKey, dict[str, NDArray[Any]]]:
     """Read back a stream framed by :func:`arrays_to_chunks`.
 
@@ -192,13 +193,15 @@ def chunks_to_arrays(
         Called with the stream's key as soon as the header arrives (e.g. to refuse
         an unknown node before its data is transferred).
     max_arrays : int, optional
-        Cap on the number of arrays; when given, ``max_bytes`` also caps the sum of
-        all arrays' declared sizes (a server's limit per stream).
+        Cap on the number of arrays (a server's limit per stream).
+    max_total_bytes : int, optional
+        Cap on the sum of all arrays' declared sizes (a server's limit per stream).
 
     Raises
     ------
     LimitError
-        More than ``max_arrays`` arrays, or more than ``max_bytes`` declared in all.
+        More than ``max_arrays`` arrays, or more than ``max_total_bytes`` declared in all
+        (checked before allocating).
     ShapeError
         A declared dtype/shape is invalid or over ``max_bytes``, or an array's
         data is shorter or longer than declared.
@@ -228,14 +231,14 @@ def chunks_to_arrays(
             a = chunk.array
             if a.key in arrays or (current is not None and current.key == a.key):
                 raise ConfigError(f"array {a.key!r} appears twice in one stream")
+            if max_arrays is not None and len(arrays) + 1 > max_arrays:
+                raise LimitError(f"an array stream carries at most {max_arrays} arrays")
             declared += declared_nbytes(a.key, a.dtype, list(a.shape), max_bytes)
-            if max_arrays is not None:
-                if len(arrays) + 1 > max_arrays:
-                    raise LimitError(f"an array stream carries at most {max_arrays} arrays")
-                if declared > max_bytes:
-                    raise LimitError(
-                        f"the arrays of one stream declare more than {max_bytes} bytes in all"
-                    )
+            if max_total_bytes is not None and declared > max_total_bytes:
+                raise LimitError(
+                    f"the arrays of one stream declare {declared} bytes, over the server's "
+                    f"limit of {max_total_bytes} bytes per stream"
+                )
             out = np.empty(tuple(int(d) for d in a.shape), dtype=DTYPES[a.dtype])
             current = _Filling(a.key, a.dtype, out, out.reshape(-1).view(np.uint8))
         elif part == "data":
