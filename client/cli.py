@@ -208,7 +208,8 @@ def security_args(args: argparse.Namespace, settings: MMBindSettings) -> list[st
     if args.insecure:
         if explicit:
             raise ConfigError(f"--insecure and {explicit[0]} exclude each other; give one")
-        return ["--insecure"]
+        trusting = args.trusted_entities
+        return ["--insecure", *(["--trusted-entities", trusting] if trusting else [])]
     root, key, trusted = args.root_certificates, args.auth_key, args.trusted_entities
     folder = args.certs or ("" if root or key else settings.certs_dir)
     if folder:
