@@ -224,7 +224,15 @@ def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
     from mmbind.server.operator import operator_certs
 
     binding = args.binding_service or default_binding_address(args.superlink)
-    certs = operator_certs(args.superlink, args.certs or settings.certs_dir)
+    if args.insecure and args.certs:
+        raise ConfigError("--insecure and --certs exclude each other; give one")
+    certs = operator_certs(args.superlink, args.certs or settings.certs_dir, insecure=args.insecure)
+    if args.insecure:
+        print(
+            "mmbind run: WARNING: --insecure: plaintext to the coordinator, no operator "
+            "authentication",
+            file=sys.stderr,
+        )
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
     kwargs: dict[str, Any] = {
@@ -481,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="the operator/ folder of `mmbind certs init` (TLS and the operator's token; "
         "default MMBIND_CERTS_DIR; needed unless the coordinator is on this machine)",
+    )
+    run.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext, no token: only for a coordinator started with --insecure",
     )
     run.add_argument("--output", default="", help="output folder (default ./mmbind-output)")
     run.add_argument(

@@ -36,22 +36,28 @@ _ACCESS_TOKEN_KEY = "flower.account-auth.%s.oidc-access-token"
 _REFRESH_TOKEN_KEY = "flower.account-auth.%s.oidc-refresh-token"
 
 
-def operator_certs(superlink: str, certs: str | Path | None) -> ClientCerts | None:
-    """The operator's credentials for ``superlink``; None (plaintext) only on loopback.
+def operator_certs(
+    superlink: str, certs: str | Path | None, *, insecure: bool = False
+) -> ClientCerts | None:
+    """The operator's credentials for ``superlink``; None (plaintext) on loopback, or
+    anywhere with ``insecure`` (which outranks ``certs`` from the environment).
 
     Raises
     ------
     ConfigError
         A non-loopback SuperLink without ``--certs`` (the operator/ folder of
-        ``mmbind certs init``).
+        ``mmbind certs init``) and without ``--insecure``.
     """
     host, _ = parse_address(superlink, "--superlink")
+    if insecure:
+        return None
     if certs:
         return ClientCerts.load(certs, node=False)
     if not is_loopback(host):
         raise ConfigError(
             f"--superlink {superlink} is not on this machine: give --certs (the operator/ "
-            "folder of `mmbind certs init`) or MMBIND_CERTS_DIR"
+            "folder of `mmbind certs init`) or MMBIND_CERTS_DIR (or, to a coordinator "
+            "started with --insecure, --insecure)"
         )
     return None
 

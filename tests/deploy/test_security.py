@@ -381,13 +381,12 @@ def test_a_secure_run_completes_and_leaks_no_secret(
         "serverapp token": coordinator.serverapp_token,
         **{f"node key line {i}": k for i, k in enumerate(node_keys[:8])},
     }
-    seen_argv: dict[int, str] = {}
+    seen_argv: set[str] = set()
     stop = threading.Event()
 
     def sample_arguments() -> None:  # what `ps` shows, while the run goes
         while not stop.is_set():
-            for pid in descendants(os.getpid()):
-                seen_argv.setdefault(pid, cmdline(pid))
+            seen_argv.update(cmdline(pid) for pid in descendants(os.getpid()))
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample_arguments, daemon=True)
@@ -420,8 +419,9 @@ def test_a_secure_run_completes_and_leaks_no_secret(
     # ... and no secret is in a log, results.json, the output, an argument or on the wire
     texts = {str(p): p.read_text(errors="replace") for p in tmp_path.rglob("*.log")}
     texts.update({"results.json": results_text, "stdout": stdout, "stderr": stderr})
-    texts.update({f"argv of {pid}": argv for pid, argv in seen_argv.items()})
-    assert len(seen_argv) > 10 and any("flower-supernode" in a for a in seen_argv.values())
+    texts.update({f"argv {i}": argv for i, argv in enumerate(sorted(seen_argv))})
+    assert len(seen_argv) > 10 and any("flower-supernode" in a for a in seen_argv)
+    assert any("flwr-serverapp" in a for a in seen_argv)  # sampled while the run ran
     texts["wire"] = captured.decode("latin-1")
     leaks = [
         (what, where)
