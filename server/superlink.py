@@ -40,7 +40,13 @@ CONTROL_PREFIX = "/v1/control/"
 RUNTIME_PREFIX = "/v1/runtime/"
 
 
-def gate(path: str, peer: str, authorization: str, token: str | None) -> tuple[int, str] | None:
+def gate(
+    path: str,
+    peer: str,
+    authorization: str,
+    token: str | None,
+    local: frozenset[str] = frozenset(),
+) -> tuple[int, str] | None:
     """Whether an HTTP call to the SuperLink may pass: None, or (status, reason) to refuse.
 
     Parameters
@@ -53,12 +59,16 @@ def gate(path: str, peer: str, authorization: str, token: str | None) -> tuple[i
         Its ``Authorization`` header (``""`` when absent).
     token : str or None
         The operator's token; None when the coordinator runs without certificates.
+    local : frozenset of str
+        This machine's own addresses besides loopback (the SuperLink's ``--host`` when it
+        names one: Flower's own processes then connect from it).
     """
-    if path.startswith(RUNTIME_PREFIX) and not is_loopback(peer):
+    here = is_loopback(peer) or peer in local
+    if path.startswith(RUNTIME_PREFIX) and not here:
         return 403, "the Runtime API serves this machine's processes only"
     if path.startswith(CONTROL_PREFIX):
         if token is None:
-            if not is_loopback(peer):
+            if not here:
                 return 403, "without certificates the Control API serves this machine only"
             return None
         scheme, _, given = authorization.partition(" ")
@@ -70,16 +80,18 @@ def gate(path: str, peer: str, authorization: str, token: str | None) -> tuple[i
 class ApiGate:
     """ASGI middleware applying :func:`gate` before any of Flower's own handling."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, local: frozenset[str]) -> None:
         self.app = app
         self.token = token
+        self.local = local
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") == "http":
             headers = dict(scope.get("headers") or [])
             authorization = headers.get(b"authorization", b"").decode("latin-1")
             peer = str((scope.get("client") or ("", 0))[0])
-            refusal = gate(str(scope.get("path", "")), peer, authorization, self.token)
+            path = str(scope.get("path", ""))
+            refusal = gate(path, peer, authorization, self.token, self.local)
             if refusal is not None:
                 status, reason = refusal
                 body = reason.encode()
@@ -98,6 +110,16 @@ class ApiGate:
         await self.app(scope, receive, send)
 
 
+def _own_host(argv: list[str]) -> frozenset[str]:
+    """The SuperLink's ``--host`` when it is one address of this machine (not 0.0.0.0/::)."""
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--host" and i + 1 < len(argv) else ""
+        value = arg.split("=", 1)[1] if arg.startswith("--host=") else value
+        if value and value not in ("0.0.0.0", "::", "[::]"):
+            return frozenset({value.strip("[]")})
+    return frozenset()
+
+
 def _guard_apis(token: str | None) -> None:
     """Put :class:`ApiGate` first in flwr 1.42's SuperLink middleware stack."""
     import flwr.superlink.main as superlink_main
@@ -106,7 +128,8 @@ def _guard_apis(token: str | None) -> None:
     original = superlink_main._get_middleware
 
     def middleware() -> list[Middleware]:
-        return [Middleware(ApiGate, token=token), *original()]
+        local = _own_host(sys.argv[1:])
+        return [Middleware(ApiGate, token=token, local=local), *original()]
 
     setattr(superlink_main, "_get_middleware", middleware)  # noqa: B010
 

@@ -17,7 +17,7 @@ from mmbind.certs import APP_SIGNER_ID
 from mmbind.run_config import RunConfig
 from mmbind.server.admission import AppRefused, check_fab, sign_fab
 from mmbind.server.deployment import write_app
-from mmbind.server.superlink import gate
+from mmbind.server.superlink import _own_host, gate
 
 
 @pytest.fixture(scope="module")
@@ -103,15 +103,25 @@ def test_flowers_supernode_verifies_the_signature_and_nothing_else(mmbind_fab: b
         ("/v1/runtime/acquire-task", "10.0.0.5", "Bearer tok", "tok", 403),
         ("/v1/runtime/acquire-task", "::1", "", "tok", None),
         ("/v1/fleet/pull-messages", "10.0.0.5", "", "tok", None),  # Flower's node auth
+        ("/v1/runtime/acquire-task", "10.0.0.2", "", "tok", None),  # the SuperLink's --host
+        ("/v1/control/list-runs", "10.0.0.2", "", None, None),
     ],
 )
 def test_the_superlink_gate(
     path: str, peer: str, authorization: str, token: str | None, expected: int | None
 ) -> None:
     # Execute
-    refusal = gate(path, peer, authorization, token)
+    refusal = gate(path, peer, authorization, token, frozenset({"10.0.0.2"}))
     # Assert
     assert (refusal[0] if refusal else None) == expected
+
+
+def test_the_superlinks_own_host_counts_as_this_machine() -> None:
+    # Execute / Assert
+    assert _own_host(["--insecure", "--host", "10.0.0.2", "--port", "9093"]) == {"10.0.0.2"}
+    assert _own_host(["--host=::1"]) == {"::1"}
+    assert _own_host(["--host", "0.0.0.0"]) == frozenset()
+    assert _own_host([]) == frozenset()
 
 
 def test_write_app_is_what_the_coordinator_admits(tmp_path: Path) -> None:
