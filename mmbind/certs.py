@@ -323,6 +323,13 @@ class CoordinatorCerts:
             signing_key=_need(root, APP_SIGNING_KEY, "the app-signing key"),
         )
 
+    def names(self) -> set[str]:
+        """The DNS names and IP addresses the coordinator's certificate is valid for."""
+        cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+        return ips | set(sans.get_values_for_type(x509.DNSName))
+
     def role_of(self, token: str) -> str | None:
         """``"serverapp"``, ``"operator"`` or None for a bearer token (constant time)."""
         found = None

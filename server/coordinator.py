@@ -144,7 +144,16 @@ def certs_dir(args: argparse.Namespace, settings: MMBindSettings) -> str:
     if folder:
         from mmbind.certs import CoordinatorCerts
 
-        CoordinatorCerts.load(folder)  # every file there, or a clear error now
+        names = CoordinatorCerts.load(folder).names()  # every file there, or a clear error
+        for flag, host in (("--host", args.host), ("--binding-host", args.binding_host)):
+            local = _connect_host(host)  # where this machine's own processes connect
+            if local not in names:
+                raise ConfigError(
+                    f"{flag} {host}: this machine's processes connect to {local}, which the "
+                    f"certificate in {folder!r} does not name (it names "
+                    f"{', '.join(sorted(names))}); make the certificates with "
+                    f"`mmbind certs init --host ...,{local}`"
+                )
         return folder
     for flag, host in (("--host", args.host), ("--binding-host", args.binding_host)):
         if not is_loopback(host):

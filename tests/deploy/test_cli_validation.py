@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mmbind.certs import init_certs
 from mmbind.client.cli import main as client_main
 from mmbind.errors import FederationError
 from mmbind.processes import free_port
@@ -171,6 +172,22 @@ def test_server_refuses_bad_arguments_before_starting(
     assert message.format(**values) in err
     assert "s3cret" not in err
     assert not port_in_use(port)  # nothing was started
+
+
+def test_server_refuses_a_certificate_its_own_processes_cannot_check(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Prepare: a certificate for coord.example only (no 127.0.0.1)
+    layout = init_certs(tmp_path / "c", ["coord.example"])
+    # Execute
+    code = server_main(
+        ["--port", str(free_port()), "--state-dir", str(tmp_path / "s"),
+         "--certs", str(layout.coordinator)]
+    )  # fmt: skip
+    # Assert
+    assert code == 2
+    err = one_line(capsys.readouterr().err, "mmbind-server")
+    assert "connect to 127.0.0.1, which the certificate" in err and "coord.example" in err
 
 
 @pytest.mark.parametrize(
