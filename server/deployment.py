@@ -278,7 +278,8 @@ def run_deployment(
     }
     start = time.perf_counter()
     last_seq = max((e.seq for e in store.events(run_id)), default=0) if resume else 0
-    hint = f"resume it with `mmbind run --superlink {superlink} --resume {run_id}`"
+    with_certs = f" --certs {certs.folder}" if certs is not None else ""
+    hint = f"resume it with `mmbind run --superlink {superlink} --resume {run_id}{with_certs}`"
     with tempfile.TemporaryDirectory(prefix="mmbind-run-") as tmp:
         flower_run = submit(superlink, overrides, Path(tmp), certs)
         log.info("run %s submitted (Flower run %s)", run_id, flower_run)
