@@ -25,6 +25,7 @@ Run as ``python -m mmbind.server.superlink [flower-superlink arguments]``.
 from __future__ import annotations
 
 import hmac
+import os
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -227,6 +228,8 @@ def main() -> int:
         certs = CoordinatorCerts.load(certs_dir)
         token = certs.operator_token
         signing_key = load_signing_key(certs.signing_key)
+    # Flower's legacy gRPC Control API (opt-in by this variable) would bypass the gate.
+    os.environ.pop("FLWR_INTERNAL_GRPC_CONTROL_API", None)
     _guard_apis(token)
     _admit_only_mmbind(signing_key)
     from flwr.superlink.cli import flower_superlink
