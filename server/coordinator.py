@@ -278,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "PATH": scripts_path(),
                 "MMBIND_CERTS_DIR": folder,
                 "MMBIND_BINDING_SERVICE": _local_address(args.binding_host, binding_port),
+                "MMBIND_REDIS_PASSWORD": "",  # only this process talks to Redis
             },
             log_file=log_file,
             new_session=False,  # dies with mmbind-server's process group,
