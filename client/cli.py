@@ -3,6 +3,13 @@
 It validates its arguments and its local data first (clear errors, non-zero
 exit), then runs a Flower SuperNode whose node config carries them. The data
 never leaves the node: only weights, metrics and embeddings cross the network.
+
+With ``--certs DIR`` (this node's nodes/NAME/ folder of ``mmbind certs init``, or
+``MMBIND_CERTS_DIR``) the SuperNode speaks TLS trusting only the deployment's CA,
+authenticates with the node's key (registered by the operator: ``mmbind nodes
+register``) and runs only app bundles the coordinator signed (Flower's
+``--trusted-entities``). Without certificates it joins only a SuperLink on this machine,
+unless ``--insecure`` says otherwise explicitly (and it then warns on every start).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from mmbind.client.local_data import NodeSpec, build_node
 from mmbind.dataset_manifest import activate_dataset, dataset_folder
 from mmbind.errors import ConfigError, MMBindError
 from mmbind.modalities import parse_modalities
-from mmbind.processes import free_port, parse_address, port_is_free, scripts_path
+from mmbind.processes import free_port, is_loopback, parse_address, port_is_free, scripts_path
 from mmbind.run_config import RunConfig
 from mmbind.settings import MMBindSettings
 
@@ -131,6 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-retries", type=int, default=None, help="reconnect attempts, >= 0 (default ∞)"
     )
     p.add_argument(
+        "--certs", default="",
+        help="this node's folder from `mmbind certs init` (nodes/NAME/): TLS, node key, "
+        "trusted app signer (default: MMBIND_CERTS_DIR)",
+    )  # fmt: skip
+    p.add_argument(
+        "--root-certificates", default="", help="CA certificate to trust (instead of --certs)"
+    )
+    p.add_argument(
+        "--auth-key", default="", help="the node's OpenSSH EC private key (instead of --certs)"
+    )
+    p.add_argument(
+        "--trusted-entities", default="",
+        help="YAML of the Ed25519 keys whose signed app bundles may run (instead of --certs)",
+    )  # fmt: skip
+    p.add_argument(
+        "--insecure", action="store_true",
+        help="plaintext and no node authentication, even to another machine (outranks "
+        "MMBIND_CERTS_DIR)",
+    )  # fmt: skip
+    p.add_argument(
         "--check", action="store_true",
         help="validate arguments and data as a real start does, then exit",
     )  # fmt: skip
@@ -186,6 +213,57 @@ def check_port(port: int) -> int:
     return port
 
 
+def security_args(args: argparse.Namespace, settings: MMBindSettings) -> list[str]:
+    """``flower-supernode``'s TLS, authentication and trust flags; fails closed.
+
+    Raises
+    ------
+    ConfigError
+        A SuperLink on another machine without certificates and without ``--insecure``,
+        or ``--insecure`` beside certificate flags, or a missing file.
+    """
+    explicit = [
+        f for f, v in (("--certs", args.certs), ("--root-certificates", args.root_certificates),
+                       ("--auth-key", args.auth_key)) if v
+    ]  # fmt: skip
+    if args.insecure:
+        if explicit:
+            raise ConfigError(f"--insecure and {explicit[0]} exclude each other; give one")
+        trusting = args.trusted_entities
+        return ["--insecure", *(["--trusted-entities", trusting] if trusting else [])]
+    root, key, trusted = args.root_certificates, args.auth_key, args.trusted_entities
+    folder = args.certs or ("" if root or key else settings.certs_dir)
+    if folder:
+        from mmbind.certs import ClientCerts
+
+        certs = ClientCerts.load(folder, node=True)
+        root, key = root or str(certs.ca), key or str(certs.node_key)
+        trusted = trusted or str(certs.trusted_entities)
+    if not root and not key:
+        host, _ = parse_address(args.superlink, "--superlink")
+        if not is_loopback(host):
+            raise ConfigError(
+                f"--superlink {args.superlink} is another machine: give --certs (this node's "
+                "folder of `mmbind certs init`) or, for plaintext without authentication, "
+                "--insecure"
+            )
+        return ["--insecure"]
+    if not root or not key:
+        raise ConfigError(
+            "--root-certificates and --auth-key go together (TLS needs node "
+            "authentication here); or give --certs"
+        )
+    out = []
+    for flag, value in (("--root-certificates", root), ("--auth-supernode-private-key", key),
+                        ("--trusted-entities", trusted)):  # fmt: skip
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"{flag} {str(path)!r} is not a file")
+            out += [flag, str(path)]
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -202,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         node_config = node_config_arg(spec.to_node_config())
         port = check_port(args.port)
+        security = security_args(args, settings)
         # Validate the node's data where it lives, before joining: the same code path
         # the ClientApp will take for each message.
         node = build_node(RunConfig(), spec)
@@ -213,9 +292,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.check:
             return 0
+        if args.insecure:
+            print(
+                "mmbind-client: WARNING: --insecure: plaintext and no node authentication; "
+                "whoever sits between this node and the coordinator sees and alters its "
+                "traffic, and any SuperLink can run code here",
+                file=sys.stderr,
+            )
         argv_node = [
             "flower-supernode",
-            "--insecure",
+            *security,
             "--superlink", args.superlink,
             "--port", str(port or free_port()),
             "--node-config", node_config,

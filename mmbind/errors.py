@@ -68,3 +68,23 @@ class FederationError(MMBindError):
 
     grpc_status = "ABORTED"
     exit_code = 6
+
+
+class LimitError(MMBindError):
+    """A request exceeds a limit of the service (size, count, concurrent streams)."""
+
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class AuthenticationError(MMBindError):
+    """A caller presents no credential, or one the service does not know."""
+
+    grpc_status = "UNAUTHENTICATED"
+    exit_code = 7
+
+
+class PermissionDeniedError(MMBindError):
+    """A caller's credential does not allow what it asks for."""
+
+    grpc_status = "PERMISSION_DENIED"
+    exit_code = 7

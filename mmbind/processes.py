@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import ipaddress
 import logging
 import os
 import signal
@@ -64,6 +65,17 @@ def parse_address(address: str, what: str = "address") -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"invalid {what} {address!r}; expected HOST:PORT, e.g. 127.0.0.1:9093")
     return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (127.0.0.0/8, ::1, localhost), not a network."""
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mmbind.errors import ConfigError
@@ -20,6 +20,15 @@ class MMBindSettings(BaseSettings):
     output: str = "mmbind-output"
     data_dir: str = ""
     redis_url: str = ""
+    redis_password: SecretStr = SecretStr("")
+    """Redis password (``MMBIND_REDIS_PASSWORD``): never on a command line, never logged."""
+    redis_password_file: str = ""
+    """A file holding the Redis password (``MMBIND_REDIS_PASSWORD_FILE``)."""
+    binding_service: str = ""
+    """The BindingService a ServerApp uses (``MMBIND_BINDING_SERVICE``, set by mmbind-server
+    for the processes it starts: the run's submitter cannot point it elsewhere)."""
+    certs_dir: str = ""
+    """The folder of this machine from ``mmbind certs init`` (``MMBIND_CERTS_DIR``)."""
     num_cpus: int = 0
     """CPUs given to the simulation engine; 0 = all cores of this machine."""
 

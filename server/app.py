@@ -134,10 +134,31 @@ def _connect(
     if config.binding_service:
         from mmbind.server.remote import RemoteBindingService, RemoteBindingStore
 
-        remote = RemoteBindingStore(config.binding_service)
-        return remote, RemoteBindingService(config.binding_service, run_id, store=remote)
+        address, credentials = _binding_service(config.binding_service)
+        remote = RemoteBindingStore(address, credentials=credentials)
+        return remote, RemoteBindingService(address, run_id, store=remote)
     local = store if store is not None else InMemoryBindingStore()
     return local, BindingService(local, run_id, ann_threshold=config.ann_threshold)
+
+
+def _binding_service(submitted: str) -> tuple[str, Any]:
+    """The BindingService this ServerApp talks to, and its credentials.
+
+    Under ``mmbind-server`` that is the coordinator's own (``MMBIND_BINDING_SERVICE``,
+    whatever the run config says), with TLS and the ServerApp's token when the
+    coordinator has certificates (``MMBIND_CERTS_DIR``).
+    """
+    from mmbind.settings import MMBindSettings
+
+    settings = MMBindSettings.load()
+    address = settings.binding_service or submitted
+    if not settings.certs_dir:
+        return address, None
+    from mmbind.certs import CoordinatorCerts
+    from mmbind.server.remote import channel_credentials
+
+    certs = CoordinatorCerts.load(settings.certs_dir)
+    return address, channel_credentials(certs.ca.read_bytes(), certs.serverapp_token)
 
 
 app = make_server_app()

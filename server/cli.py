@@ -279,8 +279,18 @@ def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
         parse_address(args.binding_service, "--binding-service")
     output = check_output(args.output or settings.output, overwrite=args.overwrite)
     from mmbind.server.deployment import default_binding_address, run_deployment
+    from mmbind.server.operator import operator_certs
 
     binding = args.binding_service or default_binding_address(args.superlink)
+    if args.insecure and args.certs:
+        raise ConfigError("--insecure and --certs exclude each other; give one")
+    certs = operator_certs(args.superlink, args.certs or settings.certs_dir, insecure=args.insecure)
+    if args.insecure:
+        print(
+            "mmbind run: WARNING: --insecure: plaintext to the coordinator, no operator "
+            "authentication",
+            file=sys.stderr,
+        )
     console = Console(stderr=True)
     progress, bar = _progress_display(console.is_terminal and not args.quiet)
     kwargs: dict[str, Any] = {
@@ -289,6 +299,7 @@ def cmd_run(args: argparse.Namespace, settings: MMBindSettings) -> int:
         "output": output,
         "resume": args.resume,
         "progress": progress,
+        "certs": certs,
     }
     if args.attempt_timeout is not None:
         kwargs["attempt_timeout"] = args.attempt_timeout
@@ -386,6 +397,87 @@ def _add_data_parser(sub: Any) -> None:
     imp.add_argument("target", help="the data set folder to create (must not exist or be empty)")
     imp.add_argument("--mapping", required=True, help="the mapping file (TOML)")
     data.set_defaults(func=cmd_data)
+
+
+def cmd_certs_init(args: argparse.Namespace, settings: MMBindSettings) -> int:
+    from mmbind.certs import init_certs, parse_hosts, parse_node_names
+
+    layout = init_certs(args.folder, parse_hosts(args.host), parse_node_names(args.nodes))
+    print(
+        f"mmbind certs: made {layout.root}: copy coordinator/ to the coordinator "
+        f"(mmbind-server --certs), nodes/NAME/ to node NAME (mmbind-client --certs), "
+        f"operator/ to where you run `mmbind run --certs`; keep ca/ offline"
+    )
+    return 0
+
+
+def cmd_certs_add_node(args: argparse.Namespace, settings: MMBindSettings) -> int:
+    from mmbind.certs import CertsLayout, add_node
+
+    folder = add_node(CertsLayout(Path(args.folder).expanduser()), args.name)
+    print(f"mmbind certs: made {folder} (copy it to node {args.name}; register its auth.pub)")
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace, settings: MMBindSettings) -> int:
+    from mmbind.server.operator import list_nodes, register_node, revoke_node
+
+    certs = args.certs or settings.certs_dir
+    if args.action == "register":
+        node_id = register_node(args.superlink, certs, args.public_key, args.name)
+        print(f"mmbind nodes: registered {args.name or args.public_key} as node {node_id}")
+    elif args.action == "revoke":
+        node_id = revoke_node(args.superlink, certs, args.node)
+        print(f"mmbind nodes: revoked node {node_id}")
+    else:
+        for node in list_nodes(args.superlink, certs):
+            print(f"{node['node-id']}\t{node.get('status', '')}\tonline at {node.get('online-at')}")
+    return 0
+
+
+def _add_security_parsers(sub: Any) -> None:
+    certs = sub.add_parser("certs", help="make the certificates and keys of a deployment")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
+    init = certs_sub.add_parser(
+        "init",
+        help="create a CA, the coordinator's certificate, tokens and node keys in FOLDER",
+        description="Create FOLDER with ca/ (keep offline), coordinator/ (mmbind-server "
+        "--certs), nodes/NAME/ (mmbind-client --certs on node NAME) and operator/ "
+        "(mmbind run|nodes --certs). Every file is private (0600).",
+    )
+    init.add_argument("folder", help="a new (or empty) folder")
+    init.add_argument(
+        "--host",
+        required=True,
+        help="the coordinator's DNS names and IP addresses, comma separated "
+        "(its certificate's subject-alternative names), e.g. coord.example,127.0.0.1",
+    )
+    init.add_argument("--nodes", default="", help="node names to make keys for, e.g. A,B,C,test")
+    init.set_defaults(func=cmd_certs_init)
+    add = certs_sub.add_parser("add-node", help="make one more node's keys in FOLDER")
+    add.add_argument("folder", help="a folder made by `mmbind certs init`")
+    add.add_argument("name", help="the node's name")
+    add.set_defaults(func=cmd_certs_add_node)
+
+    nodes = sub.add_parser("nodes", help="register, list or revoke the nodes a coordinator admits")
+    nodes_sub = nodes.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("register", "admit a node's public key (its nodes/NAME/auth.pub)"),
+        ("list", "list the registered nodes"),
+        ("revoke", "unregister a node: its key is refused from now on"),
+    ):
+        p = nodes_sub.add_parser(name, help=text)
+        p.add_argument("--superlink", required=True, help="HOST:PORT of mmbind-server")
+        p.add_argument(
+            "--certs", default="", help="the operator/ folder of `mmbind certs init` "
+            "(default: MMBIND_CERTS_DIR)"
+        )  # fmt: skip
+        if name == "register":
+            p.add_argument("public_key", help="the node's OpenSSH public key file (auth.pub)")
+            p.add_argument("--name", default="", help="a name for Flower's records")
+        if name == "revoke":
+            p.add_argument("node", help="the node's id (printed by register; mmbind nodes list)")
+        p.set_defaults(func=cmd_nodes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -527,6 +619,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--binding-service", default="", help="HOST:PORT of its BindingService (default PORT+1)"
     )
+    run.add_argument(
+        "--certs",
+        default="",
+        help="the operator/ folder of `mmbind certs init` (TLS and the operator's token; "
+        "default MMBIND_CERTS_DIR; needed unless the coordinator is on this machine)",
+    )
+    run.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext, no token: only for a coordinator started with --insecure",
+    )
     run.add_argument("--output", default="", help="output folder (default ./mmbind-output)")
     run.add_argument(
         "--overwrite", action="store_true", help="replace a results.json already in OUTPUT"
@@ -555,6 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
     _add_data_parser(sub)
+    _add_security_parsers(sub)
     return parser
 
 

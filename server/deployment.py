@@ -25,16 +25,17 @@ from typing import Any
 
 import tomli_w
 
+from mmbind.certs import ClientCerts
 from mmbind.errors import ConfigError, FederationError, StoreError
 from mmbind.processes import parse_address
 from mmbind.run_config import RunConfig
+from mmbind.server.operator import CONNECTION, write_flower_home
 from mmbind.server.results import write_results
 from mmbind.server.store import END_EVENT, BindingStore
 from mmbind.server.workflow import Progress
 
 log = logging.getLogger(__name__)
 
-CONNECTION = "mmbind"
 ATTEMPT_TIMEOUT = 60.0
 """Default ``--attempt-timeout``: seconds without a sign of life before an attempt is lost."""
 FOLLOW_SECONDS = 0.5
@@ -81,21 +82,13 @@ def write_app(folder: Path, defaults: dict[str, Any]) -> Path:
     return folder
 
 
-def write_flower_home(folder: Path, superlink: str) -> Path:
-    """A ``FLWR_HOME`` whose config.toml names the coordinator's SuperLink."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "superlink": {"default": CONNECTION, CONNECTION: {"address": superlink, "insecure": True}}
-    }
-    (folder / "config.toml").write_text(tomli_w.dumps(config))
-    return folder
-
-
-def submit(superlink: str, overrides: dict[str, Any], workdir: Path) -> str:
+def submit(
+    superlink: str, overrides: dict[str, Any], workdir: Path, certs: ClientCerts | None = None
+) -> str:
     """Start the Flower run; return Flower's run id."""
     defaults = RunConfig().to_flower()
     app = write_app(workdir / "app", defaults)
-    home = write_flower_home(workdir / "flwr-home", superlink)
+    home = write_flower_home(workdir / "flwr-home", superlink, certs)
     run_config = workdir / "run-config.toml"
     run_config.write_text(tomli_w.dumps(overrides))
     env = {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0"}
@@ -240,8 +233,12 @@ def run_deployment(
     timeout: float = 6 * 3600.0,
     reconnect_seconds: float = 20.0,
     attempt_timeout: float = ATTEMPT_TIMEOUT,
+    certs: ClientCerts | None = None,
 ) -> dict[str, Any]:
     """Submit the pipeline, follow its progress, write and return results.json's document.
+
+    With ``certs`` (the operator/ folder of ``mmbind certs init``) every connection is TLS
+    trusting only the deployment's CA and carries the operator's token.
 
     The submission is followed by :func:`follow_attempt`; when it is lost (e.g. the
     coordinator restarted meanwhile) a :class:`FederationError` names the command
@@ -253,8 +250,13 @@ def run_deployment(
     parse_address(binding_service, "--binding-service")
     if attempt_timeout <= 0:
         raise ConfigError(f"--attempt-timeout must be > 0 seconds, got {attempt_timeout}")
-    wait_until_ready(binding_service, timeout=30)
-    store = RemoteBindingStore(binding_service)
+    credentials = None
+    if certs is not None:
+        from mmbind.server.remote import channel_credentials
+
+        credentials = channel_credentials(certs.ca.read_bytes(), certs.token)
+    wait_until_ready(binding_service, timeout=30, credentials=credentials)
+    store = RemoteBindingStore(binding_service, credentials=credentials)
     run_id = resume or uuid.uuid4().hex[:12]
     if resume:
         checkpoint = store.checkpoint(run_id)
@@ -276,9 +278,10 @@ def run_deployment(
     }
     start = time.perf_counter()
     last_seq = max((e.seq for e in store.events(run_id)), default=0) if resume else 0
-    hint = f"resume it with `mmbind run --superlink {superlink} --resume {run_id}`"
+    with_certs = f" --certs {certs.folder}" if certs is not None else ""
+    hint = f"resume it with `mmbind run --superlink {superlink} --resume {run_id}{with_certs}`"
     with tempfile.TemporaryDirectory(prefix="mmbind-run-") as tmp:
-        flower_run = submit(superlink, overrides, Path(tmp))
+        flower_run = submit(superlink, overrides, Path(tmp), certs)
         log.info("run %s submitted (Flower run %s)", run_id, flower_run)
         print(
             f"mmbind run: run id {run_id} (Flower run {flower_run}, attempt {attempt})",

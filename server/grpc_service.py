@@ -11,16 +11,30 @@ client can raise the same class again; anything else is ``INTERNAL`` with a
 one-line message (the traceback goes to the log). Messages over
 ``max_message_bytes`` are refused by gRPC with ``RESOURCE_EXHAUSTED`` (the limit is
 in its message); bulk data is chunked well under it.
+
+Access: with an :class:`Authorizer` (``mmbind-server --certs``) every call of the
+BindingService carries ``authorization: Bearer TOKEN`` metadata; the token's role decides
+which methods it may call (:data:`METHOD_ROLES`): the coordinator's ServerApp may call
+every method, the operator (``mmbind run``) only what following and resuming a run needs.
+No or an unknown token is UNAUTHENTICATED, a method outside the role PERMISSION_DENIED.
+The standard health service stays open (it tells only SERVING or not).
+
+Limits (:class:`Limits`): message size, arrays and bytes per upload stream, seconds per
+call (a stream that never ends is cancelled), concurrent ``WatchEvents(follow=True)``
+streams (so followers cannot take every worker thread) and concurrent calls (beyond
+them gRPC answers RESOURCE_EXHAUSTED at once instead of queueing).
 """
 
 from __future__ import annotations
 
 import functools
+import hmac
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
@@ -28,7 +42,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from numpy.typing import NDArray
 
-from mmbind.errors import ConfigError, MMBindError, ShapeError, UnknownNodeError
+from mmbind.errors import ConfigError, LimitError, MMBindError, ShapeError, UnknownNodeError
 from mmbind.protos.v1 import binding_pb2 as pb
 from mmbind.protos.v1 import binding_pb2_grpc as pb_grpc
 from mmbind.server import serde
@@ -45,6 +59,163 @@ BY_CHOICES = ("modality", "label")
 EMBEDDING_DTYPES = ("float32", "float16")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+SERVERAPP = "serverapp"
+OPERATOR = "operator"
+_BOTH = frozenset({SERVERAPP, OPERATOR})
+_SERVERAPP_ONLY = frozenset({SERVERAPP})
+METHOD_ROLES: dict[str, frozenset[str]] = {
+    # what the run's ServerApp does: nodes' data, bindings, state and results
+    "RegisterNode": _SERVERAPP_ONLY,
+    "PutArrays": _SERVERAPP_ONLY,
+    "GetArrays": _SERVERAPP_ONLY,
+    "Bind": _SERVERAPP_ONLY,
+    "PutCheckpoint": _SERVERAPP_ONLY,
+    "AppendEvent": _SERVERAPP_ONLY,
+    "PutResults": _SERVERAPP_ONLY,
+    "RecordTelemetry": _SERVERAPP_ONLY,
+    # what `mmbind run` needs to follow, collect and resume a run, and to remove one
+    "ListNodes": _BOTH,
+    "GetCheckpoint": _BOTH,
+    "ListRuns": _BOTH,
+    "DeleteRun": _BOTH,
+    "WatchEvents": _BOTH,
+    "GetResults": _BOTH,
+    "GetTelemetry": _BOTH,
+}
+"""The roles allowed to call each method of ``mmbind.v1.BindingService``."""
+AUTH_METADATA_KEY = "authorization"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of a BindingService server (defaults fit a UTD-MHAD run many times).
+
+    Attributes
+    ----------
+    max_message_bytes : int
+        Largest message received or sent (bulk data travels in chunks <= 1 MiB).
+    max_stream_bytes : int
+        Largest upload stream (``PutArrays``, ``PutCheckpoint``), all its messages together.
+    max_arrays_per_stream : int
+        Most arrays one ``PutArrays`` stream may declare.
+    max_call_seconds : float
+        A call (streams included) still running after this long is cancelled.
+    max_followers : int
+        Concurrent ``WatchEvents(follow=True)`` streams; more are RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs : int
+        Calls in progress or queued at once; more are refused at once by gRPC.
+    """
+
+    max_message_bytes: int = 8 << 20
+    max_stream_bytes: int = 256 << 20
+    max_arrays_per_stream: int = 256
+    max_call_seconds: float = 900.0
+    max_followers: int = 4
+    max_concurrent_rpcs: int = 64
+
+    def check(self, max_workers: int) -> None:
+        """Refuse limits that cannot work with ``max_workers`` threads."""
+        if min(self.max_message_bytes, self.max_stream_bytes, self.max_arrays_per_stream) < 1:
+            raise ConfigError(f"limits must be >= 1, got {self}")
+        if self.max_call_seconds <= 0:
+            raise ConfigError(f"max_call_seconds must be > 0, got {self.max_call_seconds}")
+        if not 1 <= self.max_followers < max_workers:
+            raise ConfigError(
+                f"max_followers must be in 1..{max_workers - 1} (fewer than the "
+                f"{max_workers} worker threads, so other calls keep a thread), got "
+                f"{self.max_followers}"
+            )
+
+
+class Authorizer:
+    """Bearer tokens and their roles; decides whether a call may proceed.
+
+    Parameters
+    ----------
+    tokens : mapping of str to str
+        Role (:data:`SERVERAPP` or :data:`OPERATOR`) to its token.
+    """
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        unknown = set(tokens) - _BOTH
+        if unknown or not tokens or not all(tokens.values()):
+            raise ConfigError(
+                f"tokens must map roles {sorted(_BOTH)} to non-empty tokens, got roles "
+                f"{sorted(tokens)}"
+            )
+        self._tokens = {role: token.encode() for role, token in tokens.items()}
+
+    def role(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+        """The role of the bearer token in ``metadata``; None for none or an unknown one."""
+        given = b""
+        for key, value in metadata or ():
+            if key.lower() == AUTH_METADATA_KEY:
+                text = value.encode() if isinstance(value, str) else bytes(value)
+                scheme, _, given = text.partition(b" ")
+                if scheme.lower() != b"bearer":
+                    given = b""
+        if not given:
+            return None
+        found = None
+        for role, token in self._tokens.items():  # constant time, every token compared
+            if hmac.compare_digest(given, token):
+                found = role
+        return found
+
+    def refusal(
+        self, method: str, metadata: Iterable[tuple[str, str | bytes]] | None
+    ) -> tuple[grpc.StatusCode, str] | None:
+        """None when the call may proceed, else its status and message."""
+        role = self.role(metadata)
+        if role is None:
+            return (
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"{method} needs a credential: 'authorization: Bearer TOKEN' metadata "
+                "with a token of this deployment",
+            )
+        if role not in METHOD_ROLES.get(method, frozenset()):
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the {role} credential may not call {method}",
+            )
+        return None
+
+
+def _refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, why: str) -> Any:
+    """A handler of ``handler``'s kind that aborts every call with ``code``."""
+
+    def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, why)
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(refuse)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(refuse)
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class _AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
+    """Applies an :class:`Authorizer` to every BindingService call (before any request
+    message is read)."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self.authorizer = authorizer
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        service, _, method = str(details.method).lstrip("/").rpartition("/")
+        if handler is None or service != SERVICE_NAME:
+            return handler  # the health service, or an unknown method (UNIMPLEMENTED)
+        refusal = self.authorizer.refusal(method, details.invocation_metadata)
+        if refusal is None:
+            return handler
+        log.warning("refused %s: %s", method, refusal[0].name)
+        return _refusing_handler(handler, *refusal)
 
 
 class _Sized(Protocol):
@@ -70,26 +241,41 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> NoRetu
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
+def _deadline(context: grpc.ServicerContext, seconds: float) -> threading.Timer:
+    """Cancel the call after ``seconds`` (a stream that never ends frees its thread)."""
+    timer = threading.Timer(seconds, context.cancel)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def _rpc(fn: F) -> F:
-    """Map exceptions of a servicer method (unary or streaming) to gRPC statuses."""
+    """Map exceptions of a servicer method (unary or streaming) to gRPC statuses, and
+    cancel the call after the servicer's ``limits.max_call_seconds``."""
     method = fn.__name__
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            timer = _deadline(context, self.limits.max_call_seconds)
             try:
                 yield from fn(self, request, context)
             except Exception as exc:
                 _abort(context, method, exc)
+            finally:
+                timer.cancel()
 
         return stream  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        timer = _deadline(context, self.limits.max_call_seconds)
         try:
             return fn(self, request, context)
         except Exception as exc:
             _abort(context, method, exc)
+        finally:
+            timer.cancel()
 
     return unary  # type: ignore[return-value]
 
@@ -119,6 +305,8 @@ class BindingServicer(pb_grpc.BindingServiceServicer):
         other processes (appends through this servicer wake watchers at once).
     max_array_bytes : int
         Cap on the declared size of one uploaded array.
+    limits : Limits
+        Stream sizes, call duration and followers (see :class:`Limits`).
     """
 
     def __init__(
@@ -127,12 +315,25 @@ class BindingServicer(pb_grpc.BindingServiceServicer):
         *,
         poll_interval: float = 0.2,
         max_array_bytes: int = serde.MAX_ARRAY_BYTES,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.poll_interval = poll_interval
+        self.limits = limits or Limits()
         self.max_array_bytes = max_array_bytes
         self._appended = threading.Condition()
         self._stopping = threading.Event()
+        self._followers = threading.BoundedSemaphore(self.limits.max_followers)
+
+    def _upload(self, messages: Iterable[M], tally: list[int], method: str) -> Iterator[M]:
+        """Count an upload stream's bytes; over ``max_stream_bytes`` is RESOURCE_EXHAUSTED."""
+        limit = self.limits.max_stream_bytes
+        for m in _counted(messages, tally):
+            if tally[0] > limit:
+                raise LimitError(
+                    f"{method} stream exceeds {limit} bytes (the server's limit per stream)"
+                )
+            yield m
 
     def service(self, run_id: str) -> BindingService:
         """The binding logic of one run (stateless: a view of the store)."""
@@ -174,7 +375,11 @@ class BindingServicer(pb_grpc.BindingServiceServicer):
     ) -> pb.PutArraysResponse:
         tally = [0]
         key, arrays = serde.chunks_to_arrays(
-            _counted(request_iterator, tally), self.max_array_bytes, on_header=self._check_known
+            self._upload(request_iterator, tally, "PutArrays"),
+            self.max_array_bytes,
+            on_header=self._check_known,
+            max_arrays=self.limits.max_arrays_per_stream,
+            max_total_bytes=self.limits.max_stream_bytes,
         )
         svc = self.service(key.run_id)
         if key.name == EMBEDDINGS:
@@ -260,7 +465,9 @@ class BindingServicer(pb_grpc.BindingServiceServicer):
         self, request_iterator: Iterator[pb.CheckpointChunk], context: grpc.ServicerContext
     ) -> pb.PutCheckpointResponse:
         tally = [0]
-        parts = serde.chunks_to_checkpoint(_counted(request_iterator, tally))
+        parts = serde.chunks_to_checkpoint(
+            self._upload(request_iterator, tally, "PutCheckpoint"), self.limits.max_stream_bytes
+        )
         run_id = _run_id(parts.run_id)
         for name, data in parts.blobs.items():
             self.store.put_blob(run_id, name, data)
@@ -316,6 +523,22 @@ class BindingServicer(pb_grpc.BindingServiceServicer):
         self, request: pb.WatchEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.Event]:
         run_id = _run_id(request.run_id)
+        if not request.follow:
+            yield from self._watch(request, context, run_id)
+            return
+        if not self._followers.acquire(blocking=False):
+            raise LimitError(
+                f"{self.limits.max_followers} WatchEvents(follow=True) streams are open "
+                "already (the server's limit); try again later"
+            )
+        try:
+            yield from self._watch(request, context, run_id)
+        finally:
+            self._followers.release()
+
+    def _watch(
+        self, request: pb.WatchEventsRequest, context: grpc.ServicerContext, run_id: str
+    ) -> Iterator[pb.Event]:
         after = int(request.after_seq)
         if request.follow and after > 0:
             ended = any(e.kind == END_EVENT for e in self.store.events(run_id)[:after])
@@ -451,6 +674,8 @@ def serve(
     max_message_bytes: int = serde.MAX_MESSAGE_BYTES,
     credentials: grpc.ServerCredentials | None = None,
     poll_interval: float = 0.2,
+    authorizer: Authorizer | None = None,
+    limits: Limits | None = None,
 ) -> BindingServer:
     """Start the BindingService (and the standard health service) on ``host:port``.
 
@@ -463,11 +688,17 @@ def serve(
     max_workers : int
         Threads serving calls; each ``WatchEvents(follow=True)`` stream holds one.
     max_message_bytes : int
-        Largest message received or sent (chunks of bulk data are <= 1 MiB).
+        Largest message received or sent (chunks of bulk data are <= 1 MiB); also
+        ``limits.max_message_bytes`` when ``limits`` is given.
     credentials : grpc.ServerCredentials, optional
         TLS credentials; insecure when omitted.
     poll_interval : float
         How often followed event streams look for events of other processes.
+    authorizer : Authorizer, optional
+        Who may call what (bearer tokens); every caller may call everything when omitted
+        (the zero-configuration, loopback-only coordinator).
+    limits : Limits, optional
+        Resource limits (:class:`Limits` defaults when omitted).
 
     Returns
     -------
@@ -479,8 +710,13 @@ def serve(
     ConfigError
         If the address cannot be bound.
     """
-    if max_workers < 1:
-        raise ConfigError(f"max_workers must be >= 1, got {max_workers}")
+    if max_workers < 2:
+        raise ConfigError(f"max_workers must be >= 2, got {max_workers}")
+    limits = limits or Limits(
+        max_message_bytes=max_message_bytes, max_followers=max(1, max_workers // 2)
+    )
+    limits.check(max_workers)
+    max_message_bytes = limits.max_message_bytes
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -489,8 +725,10 @@ def serve(
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mmbind-grpc"),
         options=options,
+        interceptors=[_AuthInterceptor(authorizer)] if authorizer is not None else None,
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
-    servicer = BindingServicer(store, poll_interval=poll_interval)
+    servicer = BindingServicer(store, poll_interval=poll_interval, limits=limits)
     pb_grpc.add_BindingServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -513,9 +751,15 @@ def serve(
 
 
 __all__ = [
+    "AUTH_METADATA_KEY",
     "ERROR_METADATA_KEY",
+    "METHOD_ROLES",
+    "OPERATOR",
+    "SERVERAPP",
     "SERVICE_NAME",
+    "Authorizer",
     "BindingServer",
     "BindingServicer",
+    "Limits",
     "serve",
 ]

@@ -136,6 +136,9 @@ class RedisBindingStore:
         Seconds to wait for a connection or a reply before counting an attempt as failed.
     prefix : str
         First part of every key.
+    password : str, optional
+        The Redis password (of the URL's user, an ACL user, or ``default``), kept out of
+        the URL so that it appears in no message, log or process argument.
 
     Raises
     ------
@@ -154,6 +157,7 @@ class RedisBindingStore:
         backoff: float = 0.2,
         socket_timeout: float = 5.0,
         prefix: str = "mmbind",
+        password: str | None = None,
     ) -> None:
         check_redis_url(url)
         if ttl_seconds <= 0 or checkpoint_ttl_seconds <= 0:
@@ -179,6 +183,7 @@ class RedisBindingStore:
                 retry=Retry(NoBackoff(), 0),  # this class retries, with its own backoff
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=socket_timeout,
+                **({"password": password} if password else {}),
             )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid Redis URL {self.safe_url!r}: {exc}") from None

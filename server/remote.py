@@ -28,10 +28,12 @@ from numpy.typing import NDArray
 
 from mmbind import errors
 from mmbind.errors import (
+    AuthenticationError,
     BindingError,
     ConfigError,
     FederationError,
     MMBindError,
+    PermissionDeniedError,
     StoreError,
     UnknownNodeError,
 )
@@ -57,6 +59,8 @@ _BY_STATUS: dict[grpc.StatusCode, type[MMBindError]] = {
     grpc.StatusCode.UNAVAILABLE: StoreError,
     grpc.StatusCode.DEADLINE_EXCEEDED: StoreError,
     grpc.StatusCode.ABORTED: FederationError,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 
 
@@ -111,7 +115,26 @@ def _is_transport_failure(exc: grpc.RpcError) -> bool:
     return code == grpc.StatusCode.UNAVAILABLE and _server_error_class(exc) is None
 
 
-def wait_until_ready(address: str, timeout: float = 30.0) -> None:
+def channel_credentials(ca_pem: bytes, token: str | None = None) -> grpc.ChannelCredentials:
+    """TLS trusting only ``ca_pem`` (the deployment's CA), with ``token`` as a bearer
+    credential on every call (``authorization: Bearer TOKEN``) when given."""
+    tls = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+    if not token:
+        return tls
+    return grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(token))
+
+
+def _open_channel(
+    address: str, credentials: grpc.ChannelCredentials | None, options: Any = None
+) -> grpc.Channel:
+    if credentials is not None:
+        return grpc.secure_channel(address, credentials, options=options)
+    return grpc.insecure_channel(address, options=options)
+
+
+def wait_until_ready(
+    address: str, timeout: float = 30.0, *, credentials: grpc.ChannelCredentials | None = None
+) -> None:
     """Wait until the BindingService at ``address`` reports SERVING.
 
     Raises
@@ -121,7 +144,7 @@ def wait_until_ready(address: str, timeout: float = 30.0) -> None:
     """
     deadline = time.monotonic() + timeout
     last = "no answer"
-    with grpc.insecure_channel(address) as channel:
+    with _open_channel(address, credentials) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             remaining = deadline - time.monotonic()
@@ -161,7 +184,8 @@ class RemoteBindingStore:
     bulk_timeout : float
         Deadline of calls that stream arrays, bindings or checkpoints.
     credentials : grpc.ChannelCredentials, optional
-        TLS credentials; an insecure channel when omitted.
+        TLS (and bearer-token) credentials, see :func:`channel_credentials`; an
+        insecure channel when omitted.
     max_message_bytes : int
         Largest message sent or received (chunks are at most 1 MiB).
 
@@ -194,12 +218,7 @@ class RemoteBindingStore:
         self.bulk_timeout = float(bulk_timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
-        options = _channel_options(max_message_bytes)
-        self._channel = (
-            grpc.secure_channel(address, credentials, options=options)
-            if credentials is not None
-            else grpc.insecure_channel(address, options=options)
-        )
+        self._channel = _open_channel(address, credentials, _channel_options(max_message_bytes))
         self._stub = pb_grpc.BindingServiceStub(self._channel)
 
     def __repr__(self) -> str:

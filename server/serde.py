@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mmbind.binding.pairing import Bindings
-from mmbind.errors import ConfigError, ShapeError
+from mmbind.errors import ConfigError, LimitError, ShapeError
 from mmbind.protos.v1 import binding_pb2 as pb
 from mmbind.server.array_codec import (
     DTYPES,
@@ -178,6 +178,8 @@ def chunks_to_arrays(
     chunks: Iterable[pb.ArrayChunk],
     max_bytes: int = MAX_ARRAY_BYTES,
     on_header: Callable[[ArraysKey], None] | None = None,
+    max_arrays: int | None = None,
+    max_total_bytes: int | None = None,
 ) -> tuple[ArraysKey, dict[str, NDArray[Any]]]:
     """Read back a stream framed by :func:`arrays_to_chunks`.
 
@@ -190,9 +192,16 @@ def chunks_to_arrays(
     on_header : callable, optional
         Called with the stream's key as soon as the header arrives (e.g. to refuse
         an unknown node before its data is transferred).
+    max_arrays : int, optional
+        Cap on the number of arrays (a server's limit per stream).
+    max_total_bytes : int, optional
+        Cap on the sum of all arrays' declared sizes (a server's limit per stream).
 
     Raises
     ------
+    LimitError
+        More than ``max_arrays`` arrays, or more than ``max_total_bytes`` declared in all
+        (checked before allocating).
     ShapeError
         A declared dtype/shape is invalid or over ``max_bytes``, or an array's
         data is shorter or longer than declared.
@@ -203,6 +212,7 @@ def chunks_to_arrays(
     key: ArraysKey | None = None
     arrays: dict[str, NDArray[Any]] = {}
     current: _Filling | None = None
+    declared = 0
     for chunk in chunks:
         part = chunk.WhichOneof("part")
         if key is None:
@@ -221,7 +231,14 @@ def chunks_to_arrays(
             a = chunk.array
             if a.key in arrays or (current is not None and current.key == a.key):
                 raise ConfigError(f"array {a.key!r} appears twice in one stream")
-            declared_nbytes(a.key, a.dtype, list(a.shape), max_bytes)
+            if max_arrays is not None and len(arrays) + 1 > max_arrays:
+                raise LimitError(f"an array stream carries at most {max_arrays} arrays")
+            declared += declared_nbytes(a.key, a.dtype, list(a.shape), max_bytes)
+            if max_total_bytes is not None and declared > max_total_bytes:
+                raise LimitError(
+                    f"the arrays of one stream declare {declared} bytes, over the server's "
+                    f"limit of {max_total_bytes} bytes per stream"
+                )
             out = np.empty(tuple(int(d) for d in a.shape), dtype=DTYPES[a.dtype])
             current = _Filling(a.key, a.dtype, out, out.reshape(-1).view(np.uint8))
         elif part == "data":

@@ -45,8 +45,18 @@ def cpu_hogs() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 @pytest.fixture
 def deployment(tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
-    """A deployment's processes on loopback (skips when the test Redis does not answer)."""
+    """A secure deployment's processes on loopback (skips when the test Redis does not answer)."""
     dep = Deployment(tmp_path, redis_url)
+    try:
+        yield dep
+    finally:
+        dep.close()
+
+
+@pytest.fixture
+def insecure_deployment(tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
+    """The zero-configuration loopback deployment: no certificates, plaintext."""
+    dep = Deployment(tmp_path, redis_url, secure=False)
     try:
         yield dep
     finally:

@@ -1,4 +1,10 @@
-"""A deployment as real processes on loopback: redis, mmbind-server, mmbind-client nodes."""
+"""A deployment as real processes on loopback: redis, mmbind-server, mmbind-client nodes.
+
+Secure by default, as a real deployment: certificates from ``mmbind certs init``, the
+coordinator started with ``--certs``, every node registered (``mmbind nodes register``)
+and started with its own folder, ``mmbind run --certs`` with the operator's folder.
+``Deployment(..., secure=False)`` is the zero-configuration loopback coordinator.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from mmbind.certs import CertsLayout, add_node, init_certs
 from mmbind.processes import ManagedProcess, free_port, port_is_open, wait_for_port
 
 BIN = Path(sys.executable).parent
@@ -85,9 +92,17 @@ class Relay:
 class Deployment:
     """mmbind-server and mmbind-client processes for one test, stopped at the end."""
 
-    def __init__(self, tmp: Path, redis_url: str) -> None:
+    def __init__(
+        self, tmp: Path, redis_url: str, *, secure: bool = True, redis_password: str = ""
+    ) -> None:
         self.tmp = tmp
         self.redis_url = redis_url
+        self.certs: CertsLayout | None = (
+            init_certs(tmp / "certs", ["localhost", "127.0.0.1"], [n[0] for n in NODES])
+            if secure
+            else None
+        )
+        self.registered: dict[str, int] = {}
         self.port = free_port()
         self.binding_port = free_port()
         self.server: ManagedProcess | None = None
@@ -103,7 +118,9 @@ class Deployment:
             "PATH": os.pathsep.join(
                 p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != BIN
             ),
+            "MMBIND_CERTS_DIR": "",  # each process gets its folder by --certs
         }
+        self.server_env = {**self.env, "MMBIND_REDIS_PASSWORD": redis_password}
 
     @property
     def superlink(self) -> str:
@@ -116,11 +133,46 @@ class Deployment:
                 str(BIN / "mmbind-server"), "--port", str(self.port),
                 "--binding-port", str(self.binding_port), "--redis-url", self.redis_url,
                 "--log-dir", str(self.tmp), "--state-dir", str(self.tmp / "state"),
+                *self.server_security(),
             ],
-            env=self.env, log_file=self.tmp / "server.log",
+            env=self.server_env, log_file=self.tmp / "server.log",
         )  # fmt: skip
         wait_for_port("127.0.0.1", self.port, 60, process=self.server)
         wait_for_port("127.0.0.1", self.binding_port, 30, process=self.server)
+
+    def server_security(self) -> list[str]:
+        return ["--certs", str(self.certs.coordinator)] if self.certs is not None else []
+
+    def node_security(self, name: str) -> list[str]:
+        return ["--certs", str(self.certs.node(name))] if self.certs is not None else []
+
+    def operator_security(self) -> list[str]:
+        return ["--certs", str(self.certs.operator)] if self.certs is not None else []
+
+    def register_nodes(self, names: list[str] | None = None) -> None:
+        """Register each node's key with the coordinator (``mmbind nodes register``).
+
+        ``names`` defaults to the paper's four nodes; a name without keys yet gets them
+        (``mmbind certs add-node``).
+        """
+        if self.certs is None:
+            return
+        for name in names or [n[0] for n in NODES]:
+            if name in self.registered:
+                continue
+            if not self.certs.node(name).exists():
+                add_node(self.certs, name)
+            out = subprocess.run(
+                [str(BIN / "mmbind"), "nodes", "register", "--superlink", self.superlink,
+                 *self.operator_security(), str(self.certs.operator / "nodes" / f"{name}.pub"),
+                 "--name", name],
+                capture_output=True, text=True, env={**os.environ, **self.env}, timeout=120,
+                check=False,
+            )  # fmt: skip
+            match = re.search(r"as node (\d+)", out.stdout)
+            if out.returncode != 0 or match is None:
+                raise AssertionError(f"mmbind nodes register {name} failed: {out.stderr}")
+            self.registered[name] = int(match.group(1))
 
     def stop_server(self, *, crash: bool) -> None:
         if self.server is not None:
@@ -167,16 +219,19 @@ class Deployment:
         node_args: tuple[str, ...] = (),
         nodes: list[tuple[str, str, str, tuple[str, ...]]] | None = None,
     ) -> None:
+        chosen = nodes or NODES
+        self.register_nodes([name for name, *_ in chosen])
         target = self.superlink
         if relay:
             self.relay = Relay(("127.0.0.1", self.port))
             target = f"127.0.0.1:{self.relay.port}"
-        for name, modalities, subjects, extra in nodes or NODES:
+        for name, modalities, subjects, extra in chosen:
             self.nodes[name] = ManagedProcess(
                 f"node {name}",
                 [
                     str(BIN / "mmbind-client"), "--superlink", target, "--name", name,
                     "--modalities", modalities, "--subjects", subjects, *extra, *node_args,
+                    *self.node_security(name),
                 ],
                 env=self.env, log_file=self.tmp / f"node-{name}.log",
             )  # fmt: skip
@@ -185,7 +240,7 @@ class Deployment:
         cmd = [
             str(BIN / "mmbind"), "run", "--superlink", self.superlink,
             "--binding-service", f"127.0.0.1:{self.binding_port}", "--output", str(output),
-            "--min-nodes", str(len(NODES)), "--quiet", *args,
+            "--min-nodes", str(len(NODES)), "--quiet", *self.operator_security(), *args,
         ]  # fmt: skip
         for key, value in TINY.items():
             cmd += ["-c", f"{key}={value}"]

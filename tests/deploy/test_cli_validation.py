@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mmbind.certs import init_certs
 from mmbind.client.cli import main as client_main
 from mmbind.errors import FederationError
 from mmbind.processes import free_port
@@ -146,6 +147,12 @@ def test_client_names_flower_can_carry_pass_the_check(capsys: pytest.CaptureFixt
         (["--redis-url", "http://127.0.0.1:6379"], "the scheme must be one of redis://"),
         (["--state-dir", "/proc/mmbind-x"], "--state-dir '/proc/mmbind-x' cannot be created"),
         (["--log-dir", "{file}"], "--log-dir '{file}' is a file"),
+        # the secure path: fail closed, no secret on the command line
+        (["--host", "0.0.0.0"], "--host 0.0.0.0 is reachable from other machines: give --certs"),
+        (["--binding-host", "10.0.0.9"], "--binding-host 10.0.0.9 is reachable from other"),
+        (["--insecure", "--certs", "{tmp}"], "--insecure and --certs exclude each other"),
+        (["--certs", "{tmp}"], "has no ca.pem (the CA certificate)"),
+        (["--redis-url", "redis://:s3cret@127.0.0.1:6379/0"], "carries a password, which `ps`"),
     ],
 )
 def test_server_refuses_bad_arguments_before_starting(
@@ -155,14 +162,55 @@ def test_server_refuses_bad_arguments_before_starting(
     port = free_port()
     a_file = tmp_path / "hostname"
     a_file.write_text("x")
-    values = {"port": port, "file": a_file}
+    values = {"port": port, "file": a_file, "tmp": tmp_path}
     args = [a.format(**values) for a in args]
     # Execute
     code = server_main(["--port", str(port), "--state-dir", str(tmp_path / "state"), *args])
     # Assert
     assert code == 2
-    assert message.format(**values) in one_line(capsys.readouterr().err, "mmbind-server")
+    err = one_line(capsys.readouterr().err, "mmbind-server")
+    assert message.format(**values) in err
+    assert "s3cret" not in err
     assert not port_in_use(port)  # nothing was started
+
+
+def test_server_refuses_a_certificate_its_own_processes_cannot_check(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Prepare: a certificate for coord.example only (no 127.0.0.1)
+    layout = init_certs(tmp_path / "c", ["coord.example"])
+    # Execute
+    code = server_main(
+        ["--port", str(free_port()), "--state-dir", str(tmp_path / "s"),
+         "--certs", str(layout.coordinator)]
+    )  # fmt: skip
+    # Assert
+    assert code == 2
+    err = one_line(capsys.readouterr().err, "mmbind-server")
+    assert "connect to 127.0.0.1, which the certificate" in err and "coord.example" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--superlink", "10.0.0.9:9093"], "is another machine: give --certs"),
+        (["--superlink", "127.0.0.1:9093", "--insecure", "--certs", "x"], "exclude each other"),
+        (["--superlink", "127.0.0.1:9093", "--auth-key", "{file}"], "go together"),
+        (["--superlink", "127.0.0.1:9093", "--certs", "{tmp}"], "has no ca.pem"),
+    ],
+)
+def test_client_fails_closed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    # Prepare
+    a_file = tmp_path / "key"
+    a_file.write_text("x")
+    args = [a.format(file=a_file, tmp=tmp_path) for a in args]
+    # Execute
+    code = client_main(["--modalities", "acc,gyro", *args])
+    # Assert
+    assert code == 2
+    assert message in one_line(capsys.readouterr().err, "mmbind-client")
 
 
 def port_in_use(port: int) -> bool:

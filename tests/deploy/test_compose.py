@@ -47,6 +47,19 @@ def test_compose_topology() -> None:
         subsets.add(args[args.index("--modalities") + 1])
         assert any("/data:ro" in v for v in node["volumes"])
     assert {"acc,skeleton", "acc,gyro", "skeleton,gyro"} <= subsets
+    # the secure path: certificates made once into a volume, every process given its folder
+    assert "mmbind certs init" in " ".join(services["certs"]["command"])
+    assert "certs" in yaml.safe_load(COMPOSE.read_text())["volumes"]
+    coordinator = services["coordinator"]["command"]
+    assert coordinator[coordinator.index("--certs") + 1] == "/certs/coordinator"
+    assert "--insecure" not in coordinator
+    for name, node in nodes.items():
+        args = node["command"]
+        assert args[args.index("--certs") + 1] == f"/certs/nodes/{args[args.index('--name') + 1]}"
+        assert node["depends_on"]["register"]["condition"] == "service_completed_successfully"
+        assert "--insecure" not in args, name
+    runner = services["runner"]["command"]
+    assert runner[runner.index("--certs") + 1] == "/certs/operator"
     for dockerfile in ("coordinator", "node", "runner"):
         text = (ROOT / "deploy" / f"{dockerfile}.Dockerfile").read_text()
         assert text.startswith("#") and "FROM flwr/" in text and ":1.42.0" in text

@@ -70,8 +70,13 @@ def window_probes() -> list[bytes]:
     return probes
 
 
-def test_full_run_and_nothing_raw_on_the_wire(deployment: Deployment, tmp_path: Path) -> None:
+def test_full_run_and_nothing_raw_on_the_wire(
+    insecure_deployment: Deployment, tmp_path: Path
+) -> None:
+    """Plaintext on purpose: what crossed the network can be read and checked (with TLS,
+    the secure default, the same bytes are ciphertext; see test_security.py)."""
     # Prepare
+    deployment = insecure_deployment
     deployment.start_server()
     deployment.start_nodes(relay=True)
     out = tmp_path / "out"
