@@ -120,7 +120,7 @@ else
 fi
 t0=$(date +%s)
 say "docker build $image FROM $base"
-docker build -f deploy/Dockerfile --build-arg BASE="$base" -t "$image" . >"$cache/build.log" 2>&1 ||
+docker build --force-rm -f deploy/Dockerfile --build-arg BASE="$base" -t "$image" . >"$cache/build.log" 2>&1 ||
   { tail -30 "$cache/build.log" >&2; exit 1; }
 say "image $image: built in $(elapsed "$t0") ($(docker image inspect -f '{{.Size}}' "$image" |
   awk '{printf "%.2f GB", $1 / 1e9}')); total $(elapsed "$t_all")"
