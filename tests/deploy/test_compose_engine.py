@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,11 +73,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def new_run(store: RedisBindingStore, before: set[str]) -> str:
-    """The id of the one run submitted since ``before`` (waits for it)."""
-    runs = wait_for(lambda: set(store.runs()) - before, 300, "the run's id in Redis")
-    assert len(runs) == 1, runs
-    return str(runs.pop())
+def run_id_of(container: str, timeout: float = 900) -> str:
+    """The run id a runner container prints when it has submitted its run."""
+
+    def printed() -> str:
+        match = re.search(r"mmbind run: run id (\w+)", container_logs(container))
+        return match.group(1) if match else ""
+
+    run_id: str = wait_for(printed, timeout, f"the run id in the logs of {container}")
+    return run_id
 
 
 def seen(store: RedisBindingStore, run_id: str, kind: str, **match: object) -> bool:
@@ -161,15 +166,14 @@ def test_coordinator_killed_after_binding_resumes_with_simulate_figures(stack: S
     compose, store, out = stack.compose, stack.store, stack.out
     # Prepare: `mmbind simulate` in its own container (profile simulate), same seed and recipe
     simulate = compose.popen("--profile", "simulate", "run", "--rm", "-T", "simulate")
-    before = set(store.runs())
     compose("up", "-d", "--no-deps", "runner")  # the runner as `docker compose up` starts it
-    run_id = new_run(store, before)
+    run_id = run_id_of(compose.container("runner"))
 
     def bound() -> bool:
         cp = store.checkpoint(run_id)
         return cp is not None and cp["step"] == "binding"
 
-    wait_for(bound, 900, "the binding checkpoint")
+    wait_for(bound, 1200, "the binding checkpoint")
     # Execute: SIGKILL to the coordinator container (SuperLink, BindingService, ServerApp)
     compose("kill", "coordinator")
     assert compose.state("coordinator")[0] == "exited"
@@ -180,7 +184,7 @@ def test_coordinator_killed_after_binding_resumes_with_simulate_figures(stack: S
         "run", "-d", "--no-deps", "runner", *RUN, "--output", "/results/resumed",
         "--resume", run_id, *TINY_ARGS.split(),
     ).splitlines()[-1].strip()  # fmt: skip
-    first_code = compose.wait("runner", 300)
+    first_code = compose.wait("runner", 600)
     first_log = compose.logs("runner")
     code = wait_container(resumed, 1200)
     resumed_log = container_logs(resumed)
@@ -206,14 +210,13 @@ def test_coordinator_killed_after_binding_resumes_with_simulate_figures(stack: S
 def test_node_container_killed_mid_align_is_a_dropout(stack: Stack) -> None:
     compose, store, out = stack.compose, stack.store, stack.out
     # Prepare: a second run, nodes given 5 s to come back once declared unavailable
-    before = set(store.runs())
     compose(
         "up", "-d", "--no-deps", "--force-recreate", "runner",
         MMBIND_OUTPUT=str(out / "dropout"),
         MMBIND_RUN_ARGS=f"{TINY_ARGS} -c node-grace-seconds=5",
     )  # fmt: skip
-    run_id = new_run(store, before)
-    wait_for(lambda: seen(store, run_id, "progress", label="align"), 900, "the align phase")
+    run_id = run_id_of(compose.container("runner"))
+    wait_for(lambda: seen(store, run_id, "progress", label="align"), 1200, "the align phase")
     # Execute: node B's container is killed mid-align
     compose("kill", "node-b")
     code = compose.wait("runner", 900)
