@@ -14,7 +14,9 @@
 #   $MMBIND_DOCKER_CACHE (default ~/.cache/mmbind-docker)
 #     base-<key>.tar      the debootstrapped root file system (key: suite + package list)
 #     wheels-<key>/       the wheelhouse (key: constraints.txt + pyproject's dependencies)
-# Variables: PYTHON (the host's, with pip; default python3), MMBIND_IMAGE (default mmbind:latest), MMBIND_BASE (override the base image),
+# Variables: PYTHON (the host's, with pip; default python3), MMBIND_IMAGE (default mmbind:latest),
+#   MMBIND_BASE (override the base image), MMBIND_LOCAL_BASE (the tag of the one --offline
+#   makes; default local/mmbind-base:bookworm),
 #   DEBIAN_MIRROR (default: the first deb.debian.org-style URI apt uses here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +32,7 @@ image="${MMBIND_IMAGE:-mmbind:latest}"
 cache="${MMBIND_DOCKER_CACHE:-$HOME/.cache/mmbind-docker}"
 suite=bookworm
 base_packages="python3,python3-venv,redis-server"
-base_image="local/mmbind-base:$suite"
+base_image="${MMBIND_LOCAL_BASE:-local/mmbind-base:$suite}"
 mkdir -p "$cache"
 python="${PYTHON:-python3}"  # the host Python whose pip prepares the wheelhouse
 
