@@ -1,8 +1,8 @@
 """docker-compose.yml: valid syntax and the topology the README promises.
 
-No Docker engine runs on CI machines; the file is checked with Debian's
-docker-compose ``config`` (which parses and validates without an engine), and
-the same topology runs as processes in ``test_deployment.py``.
+The file is checked with Debian's docker-compose ``config`` (which parses, interpolates and
+validates without an engine) and read as YAML; ``test_compose_engine.py`` runs it in Docker,
+and ``test_deployment.py`` runs the same topology as processes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -35,31 +36,66 @@ def test_compose_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def compose_config(*args: str) -> dict[str, Any]:
+    """``docker-compose config``: the file as compose resolves it (variables at defaults)."""
+    env = {k: v for k, v in system_tool_env().items() if not k.startswith("MMBIND_")}
+    proc = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), *args, "config"],
+        capture_output=True, text=True, cwd=ROOT, check=True, env=env,
+    )  # fmt: skip
+    config: dict[str, Any] = yaml.safe_load(proc.stdout)
+    return config
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_every_published_port_is_on_loopback_by_default() -> None:
+    # Execute
+    services = compose_config("--profile", "simulate")["services"]
+    # Assert: the coordinator publishes its two ports, each on 127.0.0.1; nothing else publishes
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    assert set(published) == {"coordinator"}
+    ports = [str(p) for p in published["coordinator"]]
+    assert ports == ["127.0.0.1:9093:9093/tcp"]
+
+
 def test_compose_topology() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert {"redis", "coordinator", "runner"} <= set(services)
+    assert {"redis", "coordinator", "runner", "simulate"} <= set(services)
     assert services["coordinator"]["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert "healthcheck" in services["redis"]
+    assert "healthcheck" in services["redis"] and "healthcheck" in services["coordinator"]
     nodes = {k: v for k, v in services.items() if k.startswith("node-")}
-    subsets = set()
+    subsets, roles = set(), set()
     for node in nodes.values():
-        args = node["command"]
+        args = node["command"].split()
         subsets.add(args[args.index("--modalities") + 1])
-        assert any("/data:ro" in v for v in node["volumes"])
+        roles.add(node["labels"]["mmbind.role"])
+        assert args[args.index("--name") + 1] == node["labels"]["mmbind.role"]
+        assert any(v.endswith(":/data:ro") for v in node["volumes"])
+        assert node["depends_on"]["coordinator"]["condition"] == "service_healthy"
     assert {"acc,skeleton", "acc,gyro", "skeleton,gyro"} <= subsets
-    # the secure path: certificates made once into a volume, every process given its folder
-    assert "mmbind certs init" in " ".join(services["certs"]["command"])
-    assert "certs" in yaml.safe_load(COMPOSE.read_text())["volumes"]
-    coordinator = services["coordinator"]["command"]
-    assert coordinator[coordinator.index("--certs") + 1] == "/certs/coordinator"
-    assert "--insecure" not in coordinator
-    for name, node in nodes.items():
-        args = node["command"]
-        assert args[args.index("--certs") + 1] == f"/certs/nodes/{args[args.index('--name') + 1]}"
-        assert node["depends_on"]["register"]["condition"] == "service_completed_successfully"
-        assert "--insecure" not in args, name
-    runner = services["runner"]["command"]
-    assert runner[runner.index("--certs") + 1] == "/certs/operator"
-    for dockerfile in ("coordinator", "node", "runner"):
-        text = (ROOT / "deploy" / f"{dockerfile}.Dockerfile").read_text()
-        assert text.startswith("#") and "FROM flwr/" in text and ":1.42.0" in text
+    assert roles == {"A", "B", "C", "test"}
+    # plaintext on the compose network only because the file says --insecure (mmbind-server
+    # and mmbind-client refuse a non-loopback address without certificates otherwise)
+    assert "--insecure" in services["coordinator"]["command"]
+    assert all("--insecure" in n["command"].split() for n in nodes.values())
+    # the runner is an operator on the coordinator's machine: its network namespace, loopback
+    assert services["runner"]["network_mode"] == "service:coordinator"
+    assert "--superlink 127.0.0.1:9093" in services["runner"]["command"]
+    # the runner writes results.json to a mounted folder and exits; simulate is a profile
+    assert any(v.endswith(":/results") for v in services["runner"]["volumes"])
+    assert services["runner"]["restart"] == "no"
+    assert services["simulate"]["profiles"] == ["simulate"]
+    assert "simulate" not in str(services["runner"]["command"])
+    # one image, one Dockerfile, for every mmbind role
+    mmbind = {k: v for k, v in services.items() if k != "redis"}
+    assert {s["image"] for s in mmbind.values()} == {"${MMBIND_IMAGE:-mmbind:latest}"}
+    assert {s["build"]["dockerfile"] for s in mmbind.values()} == {"deploy/Dockerfile"}
+
+
+def test_dockerfile_builds_from_a_base_given_by_a_build_arg() -> None:
+    lines = (ROOT / "deploy" / "Dockerfile").read_text().splitlines()
+    froms = [line for line in lines if line.startswith("FROM ")]
+    assert "ARG BASE=python:3.11-slim" in lines
+    assert lines.index("ARG BASE=python:3.11-slim") < lines.index(froms[0])
+    assert froms == ["FROM ${BASE} AS build", "FROM ${BASE}"]
+    assert not list((ROOT / "deploy").glob("*.Dockerfile"))  # no per-role images left

@@ -1,0 +1,242 @@
+"""``docker compose up``, for real: the image built and the whole topology run in containers.
+
+The Docker engine that answers is used, or ``dockerd`` is started (and stopped by its PID at
+the end); where no engine can start, these tests skip with the reason. The image is built by
+``deploy/build.sh`` (``--offline``: a debootstrapped Debian base and a wheelhouse made by the
+host's pip, both cached in ``~/.cache/mmbind-docker``; the engine keeps its layer cache), then
+one compose project runs docker-compose.yml on synthetic data with a seconds-long recipe:
+Redis, the coordinator, nodes A, B, C and test, the runner, and ``mmbind simulate`` in its own
+container (profile ``simulate``). The project (containers, networks, volumes) is taken down at
+the end.
+
+The tests run in file order on the same project: the coordinator container is killed after
+the binding checkpoint and started again, ``mmbind run --resume`` finishes the run, and its
+figures equal those of ``mmbind simulate``; then a node container is killed in the align phase
+of a second run, which finishes without it and records it as a dropout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from compose_harness import (
+    Compose,
+    Engine,
+    EngineUnavailable,
+    build_image,
+    container_logs,
+    docker,
+    health,
+    wait_container,
+)
+from deploy_harness import TINY
+
+from mmbind.processes import free_port, port_is_open
+from mmbind.server.redis_store import RedisBindingStore
+
+OPT_IN = "MMBIND_COMPOSE_ENGINE"
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        os.environ.get(OPT_IN) != "1",
+        reason=f"opt-in ({OPT_IN}=1): builds the image and runs the topology in Docker, "
+        "about 25 min on 2 cores, too long for the default test command",
+    ),
+]
+
+NODES = ("node-a", "node-b", "node-c", "node-test")
+TINY_ARGS = " ".join(["--methods", "mmbind,lower_bound", *(f"-c {k}={v}" for k, v in TINY.items())])
+RUN = [
+    "mmbind", "run", "--superlink", "127.0.0.1:9093", "--binding-service", "127.0.0.1:9094",
+    "--min-nodes", "4", "--quiet",
+]  # fmt: skip
+
+
+@dataclass
+class Stack:
+    """The running compose project of this module."""
+
+    compose: Compose
+    out: Path
+    store: RedisBindingStore
+    build_seconds: float
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def run_id_of(container: str, timeout: float = 900) -> str:
+    """The run id a runner container prints when it has submitted its run."""
+
+    def printed() -> str:
+        match = re.search(r"mmbind run: run id (\w+)", container_logs(container))
+        return match.group(1) if match else ""
+
+    run_id: str = wait_for(printed, timeout, f"the run id in the logs of {container}")
+    return run_id
+
+
+def seen(store: RedisBindingStore, run_id: str, kind: str, **match: object) -> bool:
+    return any(
+        e.kind == kind and all(e.data.get(k) == v for k, v in match.items())
+        for e in store.events(run_id)
+    )
+
+
+def figures(results: dict[str, Any]) -> dict[str, Any]:
+    """What a run found: each method's accuracy and macro-F1, and the binding's figures."""
+    return {
+        "methods": {
+            name: (m["accuracy"], m["macro_f1"]) for name, m in sorted(results["methods"].items())
+        },
+        "binding": {
+            k: results["binding"][k] for k in ("pairs", "pairing_accuracy", "mean_similarity")
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("compose")
+    engine = Engine(tmp / "dockerd.log")
+    try:
+        engine.start()
+    except EngineUnavailable as exc:
+        pytest.skip(f"no Docker engine: {exc}")
+    compose: Compose | None = None
+    try:
+        exported, build_seconds = build_image(tmp / "build.log")
+        (tmp / "data").mkdir()  # synthetic data: the UTD-MHAD mount is an empty folder
+        out = tmp / "out"
+        out.mkdir()
+        compose = Compose(
+            f"mmbindtest{os.getpid()}",
+            {
+                **exported,
+                "MMBIND_DATASET": "synthetic",
+                "UTD_MHAD_DIR": str(tmp / "data"),
+                "MMBIND_OUTPUT": str(out),
+                "MMBIND_UID": str(os.getuid()),
+                "MMBIND_GID": str(os.getgid()),
+                "MMBIND_SUPERLINK_PORT": str(free_port()),
+                "MMBIND_RUN_ARGS": TINY_ARGS,
+                "MMBIND_SIMULATE_ARGS": TINY_ARGS,
+            },
+        )
+        compose("up", "-d", "redis", "coordinator", *NODES, timeout=900)
+        store = RedisBindingStore(f"redis://127.0.0.1:{compose.published('redis', 6379)}/0")
+        yield Stack(compose, out, store, build_seconds)
+    finally:
+        if compose is not None:
+            compose.down()
+        engine.stop()
+
+
+def test_topology_is_up_on_loopback_ports(stack: Stack) -> None:
+    # Prepare / Execute: the fixture's `compose up -d` of Redis, the coordinator and the nodes
+    compose = stack.compose
+    # Assert: Redis and the coordinator passed their health checks; the nodes run
+    for service in ("redis", "coordinator"):
+        assert health(compose.container(service)) == "healthy", service
+    assert all(compose.state(node)[0] == "running" for node in NODES)
+    # the coordinator's SuperLink port is published on 127.0.0.1 only, and answers there
+    host_port = compose.published("coordinator", 9093)
+    assert host_port == int(compose.env["MMBIND_SUPERLINK_PORT"])
+    assert port_is_open("127.0.0.1", host_port)
+    # the nodes carry their role as a label
+    for node, role in zip(NODES, ("A", "B", "C", "test"), strict=True):
+        label = docker(
+            "inspect", "-f", '{{index .Config.Labels "mmbind.role"}}', compose.container(node)
+        )
+        assert label == role
+    print(f"deploy/build.sh: {stack.build_seconds:.0f} s")
+
+
+def test_coordinator_killed_after_binding_resumes_with_simulate_figures(stack: Stack) -> None:
+    compose, store, out = stack.compose, stack.store, stack.out
+    # Prepare
+    compose("up", "-d", "--no-deps", "runner")  # the runner as `docker compose up` starts it
+    run_id = run_id_of(compose.container("runner"))
+
+    def bound() -> bool:
+        cp = store.checkpoint(run_id)
+        return cp is not None and cp["step"] == "binding"
+
+    wait_for(bound, 1200, "the binding checkpoint")
+    # Execute: SIGKILL to the coordinator container (SuperLink, BindingService, ServerApp)
+    compose("kill", "coordinator")
+    assert compose.state("coordinator")[0] == "exited"
+    compose("start", "coordinator")
+    coordinator = compose.container("coordinator")
+    wait_for(lambda: health(coordinator) == "healthy", 300, "the restarted coordinator's health")
+    resumed = compose(
+        "run", "-d", "--no-deps", "runner", *RUN, "--output", "/results/resumed",
+        "--resume", run_id, *TINY_ARGS.split(),
+    ).splitlines()[-1].strip()  # fmt: skip
+    first_code = compose.wait("runner", 600)
+    first_log = compose.logs("runner")
+    code = wait_container(resumed, 1200)
+    resumed_log = container_logs(resumed)
+    docker("rm", "-f", resumed, check=False)
+    # ... and `mmbind simulate` in its own container (profile simulate), same seed and recipe
+    # (afterwards, not beside the run: on 2 busy cores a ClientApp that takes over 30 s to
+    # start is started again by Flower, and again, which only adds load)
+    simulate = compose.popen("--profile", "simulate", "run", "--rm", "-T", "simulate")
+    sim_out, _ = simulate.communicate(timeout=1200)
+    # Assert: the first runner gave up on its dead attempt and names the resume command
+    assert first_code != 0, first_log[-3000:]
+    assert f"--resume {run_id}" in first_log, first_log[-3000:]
+    # the resumed run finished after binding, without dropouts
+    assert code == 0, resumed_log[-3000:]
+    results = json.loads((out / "resumed" / "results.json").read_text())
+    assert results["engine"] == "deployment"
+    assert (results["run_id"], results["resumed_from"]) == (run_id, "binding")
+    assert [a["last_step"] for a in results["attempts"]] == ["binding", "evaluate"]
+    assert results["dropouts"] == []
+    # and found what mmbind simulate finds for the same seed and recipe
+    assert simulate.returncode == 0, sim_out[-3000:]
+    expected = json.loads((out / "simulate" / "results.json").read_text())
+    assert expected["engine"] == "simulation"
+    assert figures(results) == figures(expected)
+
+
+def test_node_container_killed_mid_align_is_a_dropout(stack: Stack) -> None:
+    compose, store, out = stack.compose, stack.store, stack.out
+    # Prepare: a second run, nodes given 5 s to come back once declared unavailable
+    compose(
+        "up", "-d", "--no-deps", "--force-recreate", "runner",
+        MMBIND_OUTPUT=str(out / "dropout"),
+        MMBIND_RUN_ARGS=f"{TINY_ARGS} -c node-grace-seconds=5",
+    )  # fmt: skip
+    run_id = run_id_of(compose.container("runner"))
+    wait_for(lambda: seen(store, run_id, "progress", label="align"), 1200, "the align phase")
+    # Execute: node B's container is killed mid-align
+    compose("kill", "node-b")
+    code = compose.wait("runner", 900)
+    log = compose.logs("runner")
+    # Assert: the run completed without B, recorded as a dropout of its align message
+    assert code == 0, log[-3000:]
+    assert compose.state("node-b")[0] == "exited"  # killed, not restarted
+    results = json.loads((out / "dropout" / "results.json").read_text())
+    assert [d["role"] for d in results["dropouts"]] == ["B"]
+    dropout = results["dropouts"][0]
+    assert (dropout["phase"], dropout["message"]) == ("align", "train.align")
+    assert "Not back within 5 s (node-grace-seconds)" in dropout["reason"]
+    assert set(results["methods"]) == {"mmbind", "lower_bound"}
+    assert 0.0 <= results["methods"]["mmbind"]["accuracy"] <= 1.0
