@@ -19,6 +19,8 @@ key                shape, dtype                 meaning
 from __future__ import annotations
 
 import io
+import math
+import struct
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -141,6 +143,48 @@ def _scalar(data: Mapping[str, NDArray[np.generic]], key: str, source: str, kind
     return float(value) if kind != "integer" else int(value)
 
 
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra length
+
+
+def _read_stored_npz(path: Path) -> dict[str, NDArray[np.generic]] | None:
+    """The arrays of an uncompressed ``.npz`` (as :func:`recording_bytes` writes), or ``None``.
+
+    One read of the file, then each array is a view of those bytes (no per-member open as in
+    ``np.load``). ``None`` for anything else (a compressed member, a member that is not a
+    ``.npy``, an object array, a damaged file): :func:`np.load` then reads it, or says why not.
+    """
+    try:
+        buffer = bytearray(path.read_bytes())  # writable, as np.load's arrays are
+        with zipfile.ZipFile(io.BytesIO(buffer)) as archive:
+            infos = archive.infolist()
+        data: dict[str, NDArray[np.generic]] = {}
+        for info in infos:
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                return None
+            at = info.header_offset
+            signature, name_len, extra_len = _LOCAL_HEADER.unpack_from(buffer, at)
+            if signature != b"PK\x03\x04":
+                return None
+            start = at + _LOCAL_HEADER.size + name_len + extra_len
+            fp = io.BytesIO(memoryview(buffer)[start : start + info.file_size])
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+            else:
+                return None
+            count = math.prod(shape)
+            offset = start + fp.tell()
+            if dtype.hasobject or offset + count * dtype.itemsize != start + info.file_size:
+                return None
+            array = np.frombuffer(buffer, dtype=dtype, count=count, offset=offset)
+            data[info.filename[:-4]] = array.reshape(shape, order="F" if fortran else "C")
+        return data
+    except (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile):
+        return None
+
+
 def read_recording(path: Path, manifest: DatasetManifest) -> Recording:
     """Read and validate one recording file.
 
@@ -151,11 +195,13 @@ def read_recording(path: Path, manifest: DatasetManifest) -> Recording:
         (:meth:`Recording.check`); the message names the file.
     """
     source = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{source}: not a readable .npz file ({exc}); write it again") from None
+    data = _read_stored_npz(path)
+    if data is None:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                data = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise DataError(f"{source}: not a readable .npz file ({exc}); write it again") from None
     signals: dict[str, NDArray[np.floating]] = {}
     starts: dict[str, float] = {}
     for key, value in data.items():
