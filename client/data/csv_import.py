@@ -30,6 +30,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -346,11 +347,11 @@ def import_table(table: str | Path, mapping: ImportMapping, target: str | Path) 
             texts, values = _parse_block(path, lines, index, text_cols, num_cols, first)
             where = f"{path}: lines {first}..{first + len(lines) - 1}"
             subjects = _per_run(
-                texts[subject_col], lambda v, w=where: _int_column(v, subject_col, w)
+                texts[subject_col], partial(_int_column, column=subject_col, where=where)
             )
             trials = (
                 _per_run(
-                    texts[str(trial_col)], lambda v, w=where: _int_column(v, str(trial_col), w)
+                    texts[str(trial_col)], partial(_int_column, column=str(trial_col), where=where)
                 )
                 if trial_col
                 else np.zeros(len(subjects), dtype=np.int64)

@@ -230,7 +230,7 @@ def read_recording(path: Path, manifest: DatasetManifest) -> Recording:
         (:meth:`Recording.check`); the message names the file.
     """
     source = str(path)
-    data = _read_stored_npz(path)
+    data: dict[str, Any] | None = _read_stored_npz(path)
     if data is None:
         try:
             with np.load(path, allow_pickle=False) as npz:
