@@ -90,12 +90,16 @@ def bench_import(root: Path, megabytes: float) -> dict[str, float]:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True)
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kib = usage.ru_maxrss
+    cpu = usage.ru_utime + usage.ru_stime  # the child's CPU time: what a loaded machine hides
     csv_path.unlink()
     return {
         "csv_mb": round(size / 1e6, 1),
         "seconds": round(seconds, 2),
         "mb_per_s": round(size / 1e6 / seconds, 1),
+        "cpu_seconds": round(cpu, 2),
+        "mb_per_cpu_s": round(size / 1e6 / cpu, 1),
         "peak_rss_mb": round(peak_kib / 1024, 1),
     }
 
@@ -132,9 +136,16 @@ def bench_load(root: Path, windows: int) -> dict[str, float]:
     import scipy.signal  # noqa: F401  (resampling; a node process imports it once)
 
     scipy_seconds = time.perf_counter() - start
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     ds = load_dataset_folder(folder, subjects=[1, 2])
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    # Baseline in the same run: np.load of the same files, as the reader did before.
+    files = [p for s in (1, 2) for p in sorted((folder / "recordings" / f"subject-{s}").iterdir())]
+    start = time.perf_counter()
+    for path in files:
+        with np.load(path, allow_pickle=False) as npz:
+            {k: npz[k] for k in npz.files}
+    np_load_seconds = time.perf_counter() - start
     # The same windows as continuous recordings (sliding, 2.4 s every 2.4 s): 20 files.
     sliding = DatasetManifest(
         "load-sliding", manifest.classes, manifest.modalities, Windowing("sliding", 2.4, 2.4)
@@ -148,16 +159,19 @@ def bench_load(root: Path, windows: int) -> dict[str, float]:
                 "pose": rng.normal(size=(72 * per, 60)).astype(np.float32),  # 2.4 s at 30 Hz
             }
             writer.add(Recording(1 + i % 2, i, signals, label=i % 2), f"s{i:03d}")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     long = load_dataset_folder(streams, subjects=[1, 2])
-    sliding_seconds = time.perf_counter() - start
+    sliding_seconds, sliding_cpu = time.perf_counter() - start, time.process_time() - cpu
     return {
         "windows": len(ds),
         "files": len(ds),
         "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
+        "np_load_only_seconds": round(np_load_seconds, 3),
         "sliding_windows": len(long),
         "sliding_files": 20,
         "sliding_seconds": round(sliding_seconds, 3),
+        "sliding_cpu_seconds": round(sliding_cpu, 3),
         "scipy_signal_import_seconds": round(scipy_seconds, 3),
     }
 

@@ -8,7 +8,6 @@ from mmbind.client.data.csv_import import ImportMapping, import_files, import_ta
 from mmbind.client.data.export import export_synthetic, export_utd_mhad
 from mmbind.client.data.folder_check import FolderReport, check_dataset_folder
 from mmbind.client.data.layout import BUILTIN_LAYOUTS, NodeLayout
-from mmbind.client.local_data import simulation_plan
 from mmbind.errors import ConfigError
 from mmbind.run_config import RunConfig
 
@@ -84,4 +83,6 @@ def check_layout(config: RunConfig) -> None:
         As :meth:`~mmbind.client.data.layout.NodeLayout.check`.
     """
     if config.layout:
+        from mmbind.client.local_data import simulation_plan  # lazily: it imports torch
+
         simulation_plan(config)

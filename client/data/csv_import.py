@@ -25,10 +25,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import operator
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +166,36 @@ def _header(path: Path, first: str, needed: list[str]) -> dict[str, int]:
     return index
 
 
+def _per_run(cells: NDArray[Any], fn: Callable[[NDArray[Any]], NDArray[Any]]) -> NDArray[Any]:
+    """``fn(cells)`` for an element-wise ``fn``, computed once per run of equal cells.
+
+    Subject, trial and label cells come in long runs (a recording's rows are contiguous), so
+    this calls ``fn`` on a few values instead of every row.
+    """
+    if len(cells) < 2:
+        return fn(cells)
+    flat = np.ascontiguousarray(cells)
+    if flat.dtype.kind == "U":  # compare the code points: faster than string comparison
+        flat = flat.view(np.uint32).reshape(len(cells), -1)
+    change = flat[1:] != flat[:-1]
+    if change.ndim == 2:
+        change = change.any(axis=1)
+    starts = np.flatnonzero(np.r_[True, change])
+    return np.repeat(fn(cells[starts]), np.diff(np.r_[starts, len(cells)]))
+
+
+def _same_width(lines: list[str], commas: int, every_column_read: bool) -> bool:
+    """Whether every line holds ``commas`` commas (no ragged row).
+
+    When every column was read, ``np.loadtxt`` has refused any row with fewer fields, so a
+    total of ``len(lines) * commas`` commas leaves no row with more: one count over the
+    block, not one per line.
+    """
+    if every_column_read:
+        return "".join(lines).count(",") == len(lines) * commas
+    return set(map(operator.methodcaller("count", ","), lines)) == {commas}
+
+
 def _parse_block(
     path: Path, lines: list[str], index: dict[str, int], text_cols: list[str], num_cols: list[str],
     first_line: int,
@@ -185,8 +217,9 @@ def _parse_block(
                 lines, usecols=[index[c] for c in text_cols], dtype=str, ndmin=2, **options
             )
             texts = {c: np.char.strip(cells[:, i]) for i, c in enumerate(text_cols)}
-        widths = {line.count(",") for line in lines}
-        if widths == {len(index) - 1} and values.shape == (len(lines), len(num_cols)):
+        if values.shape == (len(lines), len(num_cols)) and _same_width(
+            lines, len(index) - 1, {index[c] for c in text_cols + num_cols} == set(index.values())
+        ):
             return texts, values
     except ValueError:
         pass
@@ -221,7 +254,7 @@ def _chunks(path: Path) -> Iterator[tuple[int, list[str]]]:
             raw = fh.readlines(_CHUNK_BYTES)
             if not raw:
                 return
-            lines = [x for x in raw if x.strip()]
+            lines = raw if all(map(str.strip, raw)) else [x for x in raw if x.strip()]
             if lines:
                 yield line, lines
             line += len(raw)
@@ -313,15 +346,23 @@ def import_table(table: str | Path, mapping: ImportMapping, target: str | Path) 
         for first, lines in _chunks(path):
             texts, values = _parse_block(path, lines, index, text_cols, num_cols, first)
             where = f"{path}: lines {first}..{first + len(lines) - 1}"
-            subjects = _int_column(texts[subject_col], subject_col, where)
+            subjects = _per_run(
+                texts[subject_col], partial(_int_column, column=subject_col, where=where)
+            )
             trials = (
-                _int_column(texts[str(trial_col)], str(trial_col), where)
+                _per_run(
+                    texts[str(trial_col)], partial(_int_column, column=str(trial_col), where=where)
+                )
                 if trial_col
                 else np.zeros(len(subjects), dtype=np.int64)
             )
-            names, inverse = np.unique(texts[label_col], return_inverse=True)
-            ids = np.array([mapping.class_id(str(v), where) for v in names], dtype=np.int64)
-            labels = ids[inverse.reshape(-1)]
+
+            def class_ids(cells: NDArray[np.str_], where: str = where) -> NDArray[np.int64]:
+                names, inverse = np.unique(cells, return_inverse=True)
+                ids = np.array([mapping.class_id(str(v), where) for v in names], dtype=np.int64)
+                return ids[inverse.reshape(-1)]
+
+            labels = _per_run(texts[label_col], class_ids)
             change = np.flatnonzero((np.diff(subjects) != 0) | (np.diff(trials) != 0)) + 1
             for a, b in zip(np.r_[0, change], np.r_[change, len(subjects)], strict=True):
                 key = (int(subjects[a]), int(trials[a]))

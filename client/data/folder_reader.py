@@ -80,7 +80,8 @@ def recording_files(root: Path, subject: int) -> list[Path]:
             f"subject {subject} has no recordings: {folder} does not exist; subjects of this "
             f"data set: {list(subjects_of(root))}"
         )
-    return sorted(p for p in folder.iterdir() if p.suffix == ".npz" and p.is_file())
+    files = [p for p in folder.iterdir() if p.suffix == ".npz" and p.is_file()]
+    return sorted(files, key=lambda p: p.name)  # one folder: the order of the paths
 
 
 def recording_key(recording: Recording) -> tuple[int, int, int]:

@@ -19,10 +19,14 @@ key                shape, dtype                 meaning
 from __future__ import annotations
 
 import io
+import math
+import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -141,6 +145,81 @@ def _scalar(data: Mapping[str, NDArray[np.generic]], key: str, source: str, kind
     return float(value) if kind != "integer" else int(value)
 
 
+# A zip member's local header: signature, version, flags, method, time, date, CRC-32,
+# compressed size, size, file name length, extra field length.
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_NPY_MAGIC = b"\x93NUMPY"
+_HEADERS: dict[bytes, tuple[tuple[int, ...], bool, np.dtype[Any]]] = {}
+
+
+def _npy_header(buffer: bytearray, at: int) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
+    """``(shape, fortran_order, dtype, data offset)`` of the ``.npy`` at ``buffer[at:]``.
+
+    Headers repeat across the files of a data set (same shapes): each distinct one is parsed
+    once by numpy's own reader (``np.lib.format``), then looked up.
+    """
+    if bytes(buffer[at : at + 6]) != _NPY_MAGIC:
+        raise ValueError("not a .npy member")
+    major = buffer[at + 6]
+    if major == 1:
+        size, start = struct.unpack_from("<H", buffer, at + 8)[0], at + 10
+    elif major == 2:
+        size, start = struct.unpack_from("<I", buffer, at + 8)[0], at + 12
+    else:
+        raise ValueError("unknown .npy version")
+    raw = bytes(buffer[at : start + size])
+    parsed = _HEADERS.get(raw)
+    if parsed is None:
+        fp = io.BytesIO(raw)
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            parsed = np.lib.format.read_array_header_1_0(fp)
+        else:
+            parsed = np.lib.format.read_array_header_2_0(fp)
+        if len(_HEADERS) < 4096:
+            _HEADERS[raw] = parsed
+    shape, fortran, dtype = parsed
+    return shape, fortran, dtype, start + size
+
+
+def _read_stored_npz(path: Path) -> dict[str, NDArray[np.generic]] | None:
+    """The arrays of an uncompressed ``.npz`` (as :func:`recording_bytes` writes), or ``None``.
+
+    One read of the file, then the zip members are walked from their local headers and each
+    array is a view of those bytes (no per-member open and header parse as in ``np.load``);
+    each member's CRC-32 is checked, as ``np.load`` does. ``None`` for anything else (a
+    compressed member, a data descriptor, a member that is not a ``.npy``, an object array, a
+    damaged file): :func:`np.load` then reads it, or says why not.
+    """
+    try:
+        buffer = bytearray(path.read_bytes())  # writable, as np.load's arrays are
+        data: dict[str, NDArray[np.generic]] = {}
+        at = 0
+        while buffer[at : at + 4] == b"PK\x03\x04":
+            fields = _LOCAL_HEADER.unpack_from(buffer, at)
+            flags, method, crc = fields[2], fields[3], fields[6]
+            name_len, extra_len = fields[9], fields[10]
+            if method != zipfile.ZIP_STORED or flags & 0x09:  # deflated, encrypted, descriptor
+                return None
+            name_at = at + _LOCAL_HEADER.size
+            name = bytes(buffer[name_at : name_at + name_len]).decode("utf-8")
+            start = name_at + name_len + extra_len
+            shape, fortran, dtype, offset = _npy_header(buffer, start)
+            if not name.endswith(".npy") or dtype.hasobject or name[:-4] in data:
+                return None
+            end = offset + math.prod(shape) * dtype.itemsize
+            if end > len(buffer) or zlib.crc32(memoryview(buffer)[start:end]) != crc:
+                return None
+            array = np.frombuffer(buffer, dtype=dtype, count=math.prod(shape), offset=offset)
+            data[name[:-4]] = array.reshape(shape, order="F" if fortran else "C")
+            at = end
+        if buffer[at : at + 4] != b"PK\x01\x02" or not data:  # the central directory next
+            return None
+        return data
+    except (OSError, ValueError, EOFError, UnicodeDecodeError, struct.error, SyntaxError):
+        return None
+
+
 def read_recording(path: Path, manifest: DatasetManifest) -> Recording:
     """Read and validate one recording file.
 
@@ -151,11 +230,13 @@ def read_recording(path: Path, manifest: DatasetManifest) -> Recording:
         (:meth:`Recording.check`); the message names the file.
     """
     source = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{source}: not a readable .npz file ({exc}); write it again") from None
+    data: dict[str, Any] | None = _read_stored_npz(path)
+    if data is None:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                data = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise DataError(f"{source}: not a readable .npz file ({exc}); write it again") from None
     signals: dict[str, NDArray[np.floating]] = {}
     starts: dict[str, float] = {}
     for key, value in data.items():
