@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, ValidationError
 
@@ -30,6 +30,8 @@ class ResultsDocument(BaseModel):
     """The base of every results model: unknown keys kept, the JSON as given."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
+    what: ClassVar[str] = "a results document"
+    """What the document is, for error messages."""
 
     def to_json(self) -> dict[str, Any]:
         """The document as JSON-ready Python (the keys given, declared ones first)."""
@@ -47,7 +49,7 @@ class ResultsDocument(BaseModel):
         try:
             return cls.model_validate(doc)
         except ValidationError as exc:
-            raise DataError(f"{where} is not {cls.kind()} ({_first_error(exc)})") from None
+            raise DataError(f"{where} is not {cls.what} ({_first_error(exc)})") from None
 
     @classmethod
     def read(cls, path: Path) -> Self:
@@ -64,10 +66,6 @@ class ResultsDocument(BaseModel):
             raise DataError(f"{path} is corrupt ({exc})") from None
         return cls.from_json(doc, str(path))
 
-    @classmethod
-    def kind(cls) -> str:
-        """What the document is, for error messages."""
-        return f"a {cls.__name__} document"
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -201,9 +199,7 @@ class RunResults(ResultsDocument):
     attempts: list[Attempt] | None = None
     submit_wall_seconds: Number | None = None
 
-    @classmethod
-    def kind(cls) -> str:
-        return "a run's results document"
+    what: ClassVar[str] = "a run's results document"
 
 
 # ---------------------------------------------------------------- an experiment cell
@@ -250,9 +246,7 @@ class CellPart(ResultsDocument):
     submit_wall_seconds: Number | None = None
     centralised: CentralisedSummary | None = None
 
-    @classmethod
-    def kind(cls) -> str:
-        return "a cell results document"
+    what: ClassVar[str] = "a cell results document"
 
 
 class CellDocument(CellPart):
@@ -260,3 +254,101 @@ class CellDocument(CellPart):
 
     cell: CellKey
     recipe: dict[str, Any]
+
+
+# ---------------------------------------------------------------- an experiment
+class MethodSummary(ResultsDocument):
+    """One method over a group of cells: means, sample stds (``None`` for one run), runs."""
+
+    accuracy: Number | None
+    macro_f1: Number | None
+    accuracy_std: Number | None
+    macro_f1_std: Number | None
+    runs: int
+    seconds: Number | None
+
+
+class BindingAggregate(ResultsDocument):
+    """The binding over a group of cells (those that bound any pairs)."""
+
+    pairs: Number | None
+    pairing_accuracy: Number | None
+    pairing_accuracy_std: Number | None
+    mean_similarity: Number | None
+    mean_similarity_std: Number | None
+    runs: int
+
+
+class CellGroup(ResultsDocument):
+    """The cells of one label budget (and nodes-per-role value), summarised."""
+
+    methods: dict[str, MethodSummary]
+    binding: BindingAggregate
+    runs: int
+    labelled_samples: list[int]
+    wall_seconds: Number
+    binding_centralised: BindingAggregate | None = None
+
+
+class NodesPerRoleGroup(ResultsDocument):
+    """Every label budget of one nodes-per-role value."""
+
+    label_budgets: dict[str, CellGroup]
+
+
+class Headline(ResultsDocument):
+    """Which group the top-level ``methods`` and ``binding`` are."""
+
+    label_budget: int
+    nodes_per_role: int
+
+
+class CellBinding(ResultsDocument):
+    """A cell's binding in the experiment's cell list (``None`` where it bound nothing)."""
+
+    pairs: int | None
+    pairing_accuracy: Number | None
+    mean_similarity: Number | None
+
+
+class CellScore(ResultsDocument):
+    """A cell's score of one method in the experiment's cell list."""
+
+    accuracy: Number | None
+    macro_f1: Number | None
+
+
+class CellEntry(CellKey):
+    """A cell in the experiment's ``cells`` list: its key, file, time and figures."""
+
+    file: str
+    wall_seconds: Number | None
+    labelled_samples: int | None
+    methods: dict[str, CellScore]
+    binding: CellBinding
+
+
+class ExperimentResults(ResultsDocument):
+    """An experiment's ``results.json`` (``mmbind experiment``; README, Experiments)."""
+
+    dataset: str
+    engine: str
+    kind: str
+    headline: Headline
+    methods: dict[str, MethodSummary]
+    binding: BindingAggregate
+    label_budgets: dict[str, CellGroup]
+    binding_centralised: BindingAggregate | None = None
+    nodes_per_role: dict[str, NodesPerRoleGroup] | None = None
+    std: str
+    cells: list[CellEntry]
+    wall_seconds: Number
+    wall_seconds_per_cell: Number
+    grid: dict[str, Any]
+    config: dict[str, Any]
+    paper: dict[str, Any]
+    comparison: dict[str, Any] | None = None
+    elapsed_seconds: Number | None = None
+    cells_run: list[str] | None = None
+
+    what: ClassVar[str] = "an experiment's results document"
