@@ -93,10 +93,10 @@ class PhaseTime(ResultsDocument):
 class SearchRequest(ResultsDocument):
     """How one binding request searched (``binding.search.requests``)."""
 
-    node_id: int
+    node_id: StrictInt
     modality: str
     method: str
-    pairs: int | None = None
+    pairs: StrictInt | None = None
     recall_at_1: Number | None = None
     recall_stderr: Number | None = None
 
@@ -105,24 +105,24 @@ class SearchReport(ResultsDocument):
     """``binding.search``: the approximate search and its recall@1 against exact search."""
 
     method: str
-    ann_threshold: int
+    ann_threshold: StrictInt
     recall_at_1: Number | None = None
-    recall_sample: int | None = None
+    recall_sample: StrictInt | None = None
     requests: list[SearchRequest] | None = None
 
 
 class LateJoiner(ResultsDocument):
     """A node that connected after phase 1 (``binding.late_joiners``); the rest as bound."""
 
-    node_id: int
+    node_id: StrictInt
     role: str
-    round: int
+    round: StrictInt
 
 
 class BindingSummary(ResultsDocument):
     """``binding``: the pairs bound, how well, and the diagnostics when labels allowed them."""
 
-    pairs: int
+    pairs: StrictInt
     pairing_accuracy: Number | None = None
     mean_similarity: Number | None = None
     by: str | None = None
@@ -135,19 +135,19 @@ class BindingSummary(ResultsDocument):
 class NodeRecord(ResultsDocument):
     """A node as the run saw it in phase 1 (``nodes``)."""
 
-    node_id: int | None = None
+    node_id: StrictInt | None = None
     role: str
     modalities: list[str] | None = None
-    num_samples: int
+    num_samples: StrictInt
     labelled: StrictBool
     trains: StrictBool
-    num_classes: int | None = None
+    num_classes: StrictInt | None = None
 
 
 class Dropout(ResultsDocument):
     """A node the run dropped, when and why (``dropouts``)."""
 
-    node_id: int
+    node_id: StrictInt
     role: str
     phase: str
     message: str
@@ -157,8 +157,8 @@ class Dropout(ResultsDocument):
 class Traffic(ResultsDocument):
     """Bytes a node received from and sent to the coordinator (``traffic``)."""
 
-    received: int
-    sent: int
+    received: StrictInt
+    sent: StrictInt
 
 
 class Attempt(ResultsDocument):
@@ -207,10 +207,10 @@ class CellKey(ResultsDocument):
     """Which cell of an experiment grid a document records (``cell``)."""
 
     key: str
-    label_budget: int
-    split: int
-    seed: int
-    nodes_per_role: int
+    label_budget: StrictInt
+    split: StrictInt
+    seed: StrictInt
+    nodes_per_role: StrictInt
 
 
 class CentralisedSummary(ResultsDocument):
@@ -264,7 +264,7 @@ class MethodSummary(ResultsDocument):
     macro_f1: Number | None
     accuracy_std: Number | None
     macro_f1_std: Number | None
-    runs: int
+    runs: StrictInt
     seconds: Number | None
 
 
@@ -276,7 +276,7 @@ class BindingAggregate(ResultsDocument):
     pairing_accuracy_std: Number | None
     mean_similarity: Number | None
     mean_similarity_std: Number | None
-    runs: int
+    runs: StrictInt
 
 
 class CellGroup(ResultsDocument):
@@ -284,8 +284,8 @@ class CellGroup(ResultsDocument):
 
     methods: dict[str, MethodSummary]
     binding: BindingAggregate
-    runs: int
-    labelled_samples: list[int]
+    runs: StrictInt
+    labelled_samples: list[StrictInt]
     wall_seconds: Number
     binding_centralised: BindingAggregate | None = None
 
@@ -299,14 +299,14 @@ class NodesPerRoleGroup(ResultsDocument):
 class Headline(ResultsDocument):
     """Which group the top-level ``methods`` and ``binding`` are."""
 
-    label_budget: int
-    nodes_per_role: int
+    label_budget: StrictInt
+    nodes_per_role: StrictInt
 
 
 class CellBinding(ResultsDocument):
     """A cell's binding in the experiment's cell list (``None`` where it bound nothing)."""
 
-    pairs: int | None
+    pairs: StrictInt | None
     pairing_accuracy: Number | None
     mean_similarity: Number | None
 
@@ -323,7 +323,7 @@ class CellEntry(CellKey):
 
     file: str
     wall_seconds: Number | None
-    labelled_samples: int | None
+    labelled_samples: StrictInt | None
     methods: dict[str, CellScore]
     binding: CellBinding
 

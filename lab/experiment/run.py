@@ -246,14 +246,16 @@ def run_experiment(
         if progress is not None:
             progress(label, index + 1, todo)
     reused = [cell.key for cell, _, missing in plan if not missing]
-    docs = [doc.to_json() if (doc := recorded[cell]) is not None else {} for cell, _, _ in plan]
+    cell_docs = [recorded[cell] for cell, _, _ in plan]
 
-    results = aggregate(grid, docs)
+    summary = aggregate(grid, cell_docs)
     if baseline is not None:
-        results["comparison"] = compare_cells(docs, baseline, grid.methods)
-    results["elapsed_seconds"] = round(time.perf_counter() - started, 3)
-    results["cells_run"] = list(ran)
-    path = write_json_atomic(results, folder / "results.json")
+        summary.comparison = compare_cells(cell_docs, baseline, grid.methods)
+    summary.elapsed_seconds = round(time.perf_counter() - started, 3)
+    summary.cells_run = list(ran)
+    path = write_json_atomic(summary, folder / "results.json")
+    results = summary.to_json()
+    docs = [doc.to_json() if doc is not None else {} for doc in cell_docs]
     if report:
         from mmbind.lab.report import write_report
 

@@ -10,6 +10,7 @@ import pytest
 from mmbind.errors import ConfigError
 from mmbind.run_config import RunConfig
 from mmbind.server.results import build_results, check_output, metrics_from_confusion
+from mmbind.server.workflow import RunResult
 
 
 def test_metrics_from_confusion_by_hand() -> None:
@@ -99,12 +100,8 @@ def test_results_json_keeps_the_search_and_the_late_nodes_of_the_binding() -> No
     doc = build_results(
         config=RunConfig(),
         engine="simulation",
-        methods={},
-        binding=binding,
-        phases={},
+        result=RunResult(binding=binding),
         wall_seconds=1.0,
-        nodes=[],
-        history={},
-    )
+    ).to_json()
     # Assert
     assert (doc["binding"]["search"], doc["binding"]["late_joiners"]) == (search, late)
