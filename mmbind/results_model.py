@@ -67,7 +67,6 @@ class ResultsDocument(BaseModel):
         return cls.from_json(doc, str(path))
 
 
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "the document"
@@ -250,7 +249,7 @@ class CellPart(ResultsDocument):
 
 
 class CellDocument(CellPart):
-    """An experiment cell file (``OUTPUT/cells/<key>.json``): the runs' parts, the cell, the recipe."""
+    """An experiment cell file (``OUTPUT/cells/<key>.json``): the parts, the cell, the recipe."""
 
     cell: CellKey
     recipe: dict[str, Any]

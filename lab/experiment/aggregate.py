@@ -84,7 +84,10 @@ def compare_cells(
         entry: dict[str, Any] = {}
         for metric in ("accuracy", "macro_f1"):
             pairs = [
-                (float(getattr(d.methods[name], metric)), float(getattr(other.methods[name], metric)))
+                (
+                    float(getattr(d.methods[name], metric)),
+                    float(getattr(other.methods[name], metric)),
+                )
                 for d in ours
                 if name in d.methods
                 and (other := theirs.get(d.cell.key)) is not None
@@ -249,7 +252,9 @@ def aggregate(grid: Grid, docs: Sequence[CellPart | None]) -> ExperimentResults:
         dataset=grid.dataset,
         engine="simulation",
         kind="experiment",
-        headline=Headline(label_budget=grid.label_budgets[0], nodes_per_role=grid.nodes_per_role[0]),
+        headline=Headline(
+            label_budget=grid.label_budgets[0], nodes_per_role=grid.nodes_per_role[0]
+        ),
         methods=headline.methods,
         binding=headline.binding,
         label_budgets=first,

@@ -154,7 +154,10 @@ def test_optional_fields_not_given_are_left_out_and_unknown_keys_kept() -> None:
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        (lambda d: d["methods"]["mmbind"].pop("accuracy"), "methods.mmbind.accuracy: Field required"),
+        (
+            lambda d: d["methods"]["mmbind"].pop("accuracy"),
+            "methods.mmbind.accuracy: Field required",
+        ),
         (lambda d: d["methods"]["mmbind"].update(accuracy="0.5"), "methods.mmbind.accuracy"),
         (lambda d: d["binding"].update(pairs=True), "binding.pairs"),
         (lambda d: d.pop("binding"), "binding: Field required"),
