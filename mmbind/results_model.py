@@ -1,11 +1,14 @@
-"""The results documents, typed: a run's ``results.json`` and an experiment's cell files.
+"""The results documents, typed: a run's ``results.json``, an experiment's cells and results.json.
 
 Every place that assembles a run's results (the coordinator's ServerApp, ``mmbind
-simulate``, ``mmbind run``) or an experiment cell (``mmbind experiment``) builds one of
-these models, and every reader parses the JSON through them instead of checking types
-key by key. The JSON is the models' :meth:`ResultsDocument.to_json`: the keys that were
-given, in the order the fields are declared, then any keys the model does not know (kept
-as they came, so a newer or older document survives a round trip unchanged).
+simulate``, ``mmbind run``), an experiment cell or an experiment's results.json (``mmbind
+experiment``) builds one of these models, and the code that reads a document back (a
+recorded cell, a ``--compare`` baseline, the results a deployment left in the store)
+parses it through them instead of checking types key by key. (The report is drawn from
+documents built here; it stays lenient on its own, so that a partial one still renders.)
+The JSON is the models' :meth:`ResultsDocument.to_json`: the keys that were given, in the
+order the fields are declared, then any keys the model does not know (kept as they came,
+so a newer or older document survives a round trip unchanged).
 
 Only the keys a document was built or loaded with are written: an optional field that
 was not given is absent from the JSON, not ``null``; a field given as ``None`` is
