@@ -11,6 +11,7 @@ from mmbind.client.app import make_client_app
 from mmbind.client.data.partition import node_dataset
 from mmbind.client.local_data import load_dataset, simulation_plan
 from mmbind.errors import ConfigError, FederationError
+from mmbind.results_model import RunResults
 from mmbind.run_config import RunConfig
 from mmbind.server.app import make_server_app
 from mmbind.server.binding_service import NodeManifest, check_bindable
@@ -71,5 +72,6 @@ def simulate(
     )
     if not collected:
         raise FederationError("the simulation ended without results; see the log above")
-    collected["wall_seconds"] = round(time.perf_counter() - start, 3)
-    return collected
+    results = RunResults.from_json(collected, "the simulation's results")
+    results.wall_seconds = round(time.perf_counter() - start, 3)  # the engine's start included
+    return results.to_json()

@@ -72,29 +72,11 @@ def make_server_app(
             results = build_results(
                 config=config,
                 engine="deployment" if config.binding_service else engine,
-                methods=result.methods,
-                binding=result.binding,
-                phases=dict(result.phases),
+                result=result,
                 # A resumed run's wall time includes its earlier attempts (README, Deploy).
                 wall_seconds=result.earlier_seconds + time.perf_counter() - start,
-                nodes=result.nodes,
-                history=dict(result.history),
-            )
-            results["run_id"] = run_id
-            if result.dataset:
-                results["dataset"] = result.dataset  # what the nodes hold
-            results["dropouts"] = result.dropouts
-            if result.budgets:
-                results["label_budgets"] = {
-                    b: {name: _rounded(m) for name, m in methods.items()}
-                    for b, methods in sorted(result.budgets.items(), key=lambda kv: int(kv[0]))
-                }
-            if result.skipped:
-                results["skipped"] = result.skipped
-            results["traffic"] = result.traffic
-            if result.resumed_from:
-                results["resumed_from"] = result.resumed_from
-            results["attempts"] = [_rounded_attempt(a) for a in result.attempts]
+                run_id=run_id,
+            ).to_json()
             workflow.check_owner()
             run_store.put_results(run_id, results)
             if config.output:
@@ -113,18 +95,6 @@ def make_server_app(
             run_store.append_event(run_id, {"kind": END_EVENT, "attempt": config.attempt})
 
     return app
-
-
-def _rounded_attempt(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        **record,
-        "seconds": round(float(record["seconds"]), 3),
-        "phases": {k: {"seconds": round(float(v), 3)} for k, v in record["phases"].items()},
-    }
-
-
-def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:
-    return {k: round(float(v), 6) for k, v in metrics.items() if k in ("accuracy", "macro_f1")}
 
 
 def _connect(

@@ -28,6 +28,7 @@ import tomli_w
 from mmbind.certs import ClientCerts
 from mmbind.errors import ConfigError, FederationError, StoreError
 from mmbind.processes import parse_address
+from mmbind.results_model import RunResults
 from mmbind.run_config import RunConfig
 from mmbind.server.operator import CONNECTION, write_flower_home
 from mmbind.server.results import write_results
@@ -108,10 +109,9 @@ def submit(
     return str(reply.get("run-id", ""))
 
 
-def _last_attempt(results: dict[str, Any]) -> str:
+def _last_attempt(results: RunResults) -> str:
     """The attempt that wrote ``results`` (``""`` when it does not say)."""
-    attempts = results.get("attempts") or [{}]
-    return str(attempts[-1].get("attempt", ""))
+    return results.attempts[-1].attempt if results.attempts else ""
 
 
 def flower_run_status(flower_home: Path, flower_run: str) -> str:
@@ -299,11 +299,16 @@ def run_deployment(
             reconnect_seconds=reconnect_seconds,
             attempt_timeout=attempt_timeout,
         )
-    results = store.results(run_id)
+    stored = store.results(run_id)
+    results = (
+        None
+        if stored is None
+        else RunResults.from_json(stored, f"the results of run {run_id} in the binding store")
+    )
     if results is None or _last_attempt(results) not in ("", attempt):
         why = f": {error}" if error else ""
         raise FederationError(f"run {run_id} ended without results{why}; {hint}")
-    results["engine"] = "deployment"
-    results["submit_wall_seconds"] = round(time.perf_counter() - start, 3)
+    results.engine = "deployment"
+    results.submit_wall_seconds = round(time.perf_counter() - start, 3)
     write_results(results, output)
-    return results
+    return results.to_json()

@@ -1,11 +1,13 @@
-"""Metrics from confusion matrices, the results.json document and its table."""
+"""Metrics from confusion matrices, a run's results.json (built as a
+:class:`~mmbind.results_model.RunResults`) and its table."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,7 +15,20 @@ from numpy.typing import NDArray
 from mmbind.errors import ConfigError
 from mmbind.methods import REPORT_ORDER, TITLES
 from mmbind.processes import writable_folder
+from mmbind.results_model import (
+    Attempt,
+    BindingSummary,
+    Dropout,
+    MethodScore,
+    NodeRecord,
+    PhaseTime,
+    RunResults,
+    Traffic,
+)
 from mmbind.run_config import RunConfig
+
+if TYPE_CHECKING:  # the workflow imports this module (metrics_from_confusion)
+    from mmbind.server.workflow.result import RunResult
 
 
 def metrics_from_confusion(cm: NDArray[np.integer]) -> dict[str, float]:
@@ -41,41 +56,77 @@ def build_results(
     *,
     config: RunConfig,
     engine: str,
-    methods: dict[str, dict[str, float]],
-    binding: dict[str, Any],
-    phases: dict[str, float],
+    result: RunResult,
     wall_seconds: float,
-    nodes: list[dict[str, Any]],
-    history: dict[str, list[float]],
-) -> dict[str, Any]:
-    """The results.json document (the shape documented in README.md)."""
-    return {
-        "dataset": config.dataset,
-        "engine": engine,
-        "methods": {
-            name: {
-                "accuracy": round(m["accuracy"], 6),
-                "macro_f1": round(m["macro_f1"], 6),
-                "seconds": round(m.get("seconds", 0.0), 3),
+    run_id: str | None = None,
+) -> RunResults:
+    """A run's results.json document (README, Results) from what the run measured.
+
+    Figures are rounded here (metrics to 6 decimals, seconds to 3); ``run_id`` (the
+    coordinator's own) is left out when ``None``.
+    """
+    binding = result.binding
+    doc = RunResults(
+        dataset=result.dataset or config.dataset,  # what the nodes hold, when they said
+        engine=engine,
+        methods={
+            name: MethodScore(
+                accuracy=round(m["accuracy"], 6),
+                macro_f1=round(m["macro_f1"], 6),
+                seconds=round(m.get("seconds", 0.0), 3),
+            )
+            for name, m in result.methods.items()
+        },
+        binding=BindingSummary.model_validate(
+            {
+                "pairs": int(binding.get("pairs", 0)),
+                "pairing_accuracy": _maybe_round(binding.get("pairing_accuracy")),
+                "mean_similarity": _maybe_round(binding.get("mean_similarity")),
+                **{key: binding[key] for key in _BINDING_EXTRAS if key in binding},
             }
-            for name, m in methods.items()
-        },
-        "binding": {
-            "pairs": int(binding.get("pairs", 0)),
-            "pairing_accuracy": _maybe_round(binding.get("pairing_accuracy")),
-            "mean_similarity": _maybe_round(binding.get("mean_similarity")),
-            **{
-                key: binding[key]
-                for key in ("by", "search", "late_joiners", "pairing_confusion", "class_similarity")
-                if key in binding
-            },
-        },
-        "phases": {name: {"seconds": round(s, 3)} for name, s in phases.items()},
-        "wall_seconds": round(wall_seconds, 3),
-        "nodes": nodes,
-        "history": {k: [round(v, 6) for v in vs] for k, vs in history.items()},
-        "config": config.to_flower(),
-    }
+        ),
+        phases={name: PhaseTime(seconds=round(s, 3)) for name, s in result.phases.items()},
+        wall_seconds=round(wall_seconds, 3),
+        nodes=[NodeRecord.model_validate(n) for n in result.nodes],
+        history={k: [round(v, 6) for v in vs] for k, vs in result.history.items()},
+        config=config.to_flower(),
+    )
+    if run_id is not None:
+        doc.run_id = run_id
+    doc.dropouts = [Dropout.model_validate(d) for d in result.dropouts]
+    if result.budgets:
+        doc.label_budgets = {
+            b: {name: _scores(m) for name, m in methods.items()}
+            for b, methods in sorted(result.budgets.items(), key=lambda kv: int(kv[0]))
+        }
+    if result.skipped:
+        doc.skipped = dict(result.skipped)
+    doc.traffic = {name: Traffic.model_validate(t) for name, t in result.traffic.items()}
+    if result.resumed_from:
+        doc.resumed_from = result.resumed_from
+    doc.attempts = [_attempt(a) for a in result.attempts]
+    return doc
+
+
+_BINDING_EXTRAS = ("by", "search", "late_joiners", "pairing_confusion", "class_similarity")
+"""The binding report's keys results.json keeps as they are, after the three figures."""
+
+
+def _attempt(record: Mapping[str, Any]) -> Attempt:
+    return Attempt.model_validate(
+        {
+            **record,
+            "seconds": round(float(record["seconds"]), 3),
+            "phases": {k: {"seconds": round(float(v), 3)} for k, v in record["phases"].items()},
+        }
+    )
+
+
+def _scores(metrics: Mapping[str, float]) -> MethodScore:
+    return MethodScore(
+        accuracy=round(float(metrics["accuracy"]), 6),
+        macro_f1=round(float(metrics["macro_f1"]), 6),
+    )
 
 
 def _maybe_round(value: Any) -> float | None:
@@ -84,8 +135,10 @@ def _maybe_round(value: Any) -> float | None:
     return round(float(value), 6)
 
 
-def write_results(results: dict[str, Any], output: str | Path) -> Path:
+def write_results(results: RunResults | Mapping[str, Any], output: str | Path) -> Path:
     """Write ``results.json`` into ``output`` (created if needed); return its path."""
+    if isinstance(results, RunResults):
+        results = results.to_json()
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "results.json"

@@ -21,9 +21,10 @@ finished cells and runs only the missing ones:
   predates is compared with its default) is a :class:`ConfigError` naming the
   differing keys; ``fresh=True`` (``--fresh``) runs every cell again and
   overwrites the files;
-* an unreadable or corrupt cell file is a :class:`DataError` naming the file (it
-  is never silently overwritten): delete it to run that cell again, or pass
-  ``--fresh``.
+* an unreadable or corrupt cell file, or one that is not a cell document (it is
+  parsed as a :class:`~mmbind.results_model.CellDocument`), is a :class:`DataError`
+  naming the file and the first wrong field (it is never silently overwritten):
+  delete it to run that cell again, or pass ``--fresh``.
 
 Aggregation
 -----------

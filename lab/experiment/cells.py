@@ -11,6 +11,14 @@ from typing import Any
 from mmbind.errors import DataError
 from mmbind.lab.experiment.grid import Cell
 from mmbind.methods import CENTRALISED
+from mmbind.results_model import (
+    CellDocument,
+    CellPart,
+    CentralisedSummary,
+    MethodScore,
+    ResultsDocument,
+    RunResults,
+)
 
 
 def cell_path(output: Path, cell: Cell) -> Path:
@@ -18,7 +26,7 @@ def cell_path(output: Path, cell: Cell) -> Path:
     return output / "cells" / f"{cell.key}.json"
 
 
-def load_cell(path: Path, cell: Cell) -> dict[str, Any] | None:
+def load_cell(path: Path, cell: Cell) -> CellDocument | None:
     """The recorded document of ``cell``, or ``None`` when it has no file.
 
     Raises
@@ -30,28 +38,20 @@ def load_cell(path: Path, cell: Cell) -> dict[str, Any] | None:
         return None
     hint = "delete it to run that cell again, or pass --fresh to run every cell again"
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cell file {path} is corrupt ({exc}); {hint}") from None
-    if (
-        not isinstance(doc, dict)
-        or not isinstance(doc.get("methods"), dict)
-        or not isinstance(doc.get("recipe"), dict)
-        or not isinstance(doc.get("cell"), dict)
-    ):
-        raise DataError(f"cell file {path} is not a cell results document; {hint}")
-    if doc["cell"] != cell.to_dict():
-        raise DataError(f"cell file {path} records cell {doc['cell']}, not {cell.key}; {hint}")
-    for name, m in doc["methods"].items():
-        if not isinstance(m, dict) or not all(
-            isinstance(m.get(k), int | float) for k in ("accuracy", "macro_f1")
-        ):
-            raise DataError(f"cell file {path}: method {name!r} has no accuracy/macro_f1; {hint}")
+        doc = CellDocument.read(path)
+    except DataError as exc:
+        raise DataError(f"cell file {exc}; {hint}") from None
+    if doc.cell.to_json() != cell.to_dict():
+        raise DataError(
+            f"cell file {path} records cell {doc.cell.to_json()}, not {cell.key}; {hint}"
+        )
     return doc
 
 
-def write_json_atomic(doc: Mapping[str, Any], path: Path) -> Path:
+def write_json_atomic(doc: Mapping[str, Any] | ResultsDocument, path: Path) -> Path:
     """Write ``doc`` to ``path`` through a ``.tmp`` sibling and :func:`os.replace`."""
+    if isinstance(doc, ResultsDocument):
+        doc = doc.to_json()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -59,55 +59,63 @@ def write_json_atomic(doc: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-def merge_parts(doc: dict[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
-    """Fold a partial run's document ``new`` into the cell document ``doc``."""
+def merge_parts(doc: CellPart | None, new: CellPart) -> CellPart:
+    """Fold a partial run's document ``new`` into the cell document ``doc``.
+
+    Methods, curves and phases are merged (``new``'s win), the wall seconds added; the
+    binding is ``new``'s when it bound any pairs; nodes, config, dataset and engine are
+    taken from ``new`` where ``doc`` lacks them.
+    """
     if doc is None:
-        return dict(new)
-    out = dict(doc)
-    out["methods"] = {**doc.get("methods", {}), **new.get("methods", {})}
-    out["history"] = {**doc.get("history", {}), **new.get("history", {})}
-    out["phases"] = {**doc.get("phases", {}), **new.get("phases", {})}
-    if int(new.get("binding", {}).get("pairs", 0) or 0) > 0:
-        out["binding"] = new["binding"]
-    out["wall_seconds"] = round(
-        float(doc.get("wall_seconds", 0.0)) + float(new.get("wall_seconds", 0.0)), 3
-    )
+        return new.model_copy(deep=True)
+    out = doc.model_copy(deep=True)
+    out.methods = {**doc.methods, **new.methods}
+    out.history = {**(doc.history or {}), **(new.history or {})}
+    out.phases = {**(doc.phases or {}), **(new.phases or {})}
+    if new.binding is not None and new.binding.pairs > 0:
+        out.binding = new.binding
+    out.wall_seconds = round(float(doc.wall_seconds or 0.0) + float(new.wall_seconds or 0.0), 3)
     for key in ("nodes", "config", "dataset", "engine"):
-        if key not in out and key in new:
-            out[key] = new[key]
+        if key not in out.model_fields_set and key in new.model_fields_set:
+            setattr(out, key, getattr(new, key))
     return out
 
 
-def centralised_part(result: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+def centralised_part(result: Mapping[str, Any], seconds: float) -> CellPart:
     """A cell-document fragment from ``run_centralised``'s dict."""
-    return {
-        "methods": {
-            CENTRALISED: {
-                "accuracy": round(float(result["accuracy"]), 6),
-                "macro_f1": round(float(result["macro_f1"]), 6),
-                "seconds": round(float(result.get("seconds", seconds)), 3),
+    return CellPart(
+        methods={
+            CENTRALISED: MethodScore(
+                accuracy=round(float(result["accuracy"]), 6),
+                macro_f1=round(float(result["macro_f1"]), 6),
+                seconds=round(float(result.get("seconds", seconds)), 3),
+            )
+        },
+        wall_seconds=round(seconds, 3),
+        centralised=CentralisedSummary.model_validate(
+            {
+                "binding": dict(result.get("binding", {})),
+                "test_samples": result.get("test_samples"),
+                "history": dict(result.get("history", {})),
             }
-        },
-        "wall_seconds": round(seconds, 3),
-        "centralised": {
-            "binding": dict(result.get("binding", {})),
-            "test_samples": result.get("test_samples"),
-            "history": dict(result.get("history", {})),
-        },
-    }
+        ),
+    )
 
 
-def budget_part(doc: Mapping[str, Any], budget: int, methods: Sequence[str]) -> dict[str, Any]:
+def budget_part(doc: RunResults, budget: int, methods: Sequence[str]) -> CellPart:
     """The cell document of one label budget, cut from a several-budget simulation."""
-    part = dict(doc)
-    scores = doc.get("label_budgets", {}).get(str(budget))
+    scores = (doc.label_budgets or {}).get(str(budget))
     if scores is None:  # a single-budget run
-        scores = doc.get("methods", {})
-    seconds = {n: m.get("seconds") for n, m in doc.get("methods", {}).items()}
+        scores = doc.methods
+    part = {k: v for k, v in doc.to_json().items() if k != "label_budgets"}
     part["methods"] = {
-        name: {**scores[name], "seconds": seconds.get(name, 0.0)}
+        name: {**scores[name].to_json(), "seconds": _seconds(doc, name)}
         for name in methods
         if name in scores
     }
-    part.pop("label_budgets", None)
-    return part
+    return CellPart.model_validate(part)
+
+
+def _seconds(doc: RunResults, name: str) -> float | int | None:
+    method = doc.methods.get(name)
+    return 0.0 if method is None else method.seconds

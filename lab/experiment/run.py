@@ -22,6 +22,7 @@ from mmbind.lab.experiment.cells import (
 )
 from mmbind.lab.experiment.grid import CENTRALISED_MODULE, Cell, Grid, recipe_mismatch
 from mmbind.methods import CENTRALISED
+from mmbind.results_model import CellDocument, CellPart, RunResults
 from mmbind.run_config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class ExperimentOutcome:
     results : dict
         The results.json document.
     cells : list[dict]
-        Every cell's document, in grid order.
+        Every cell's document (a :class:`~mmbind.results_model.CellDocument`'s JSON), in
+        grid order.
     ran : list[str]
         Keys of the cells run (wholly or partly) by this call.
     reused : list[str]
@@ -81,7 +83,7 @@ def run_group(
     progress: Progress | None = None,
     simulate_fn: SimulateFn | None = None,
     centralised_fn: CentralisedFn | None = None,
-) -> dict[Cell, dict[str, Any]]:
+) -> dict[Cell, CellPart]:
     """Run the ``missing`` methods of cells that differ only in their label budget.
 
     One simulation serves every budget: pretraining, binding and alignment do not
@@ -91,17 +93,19 @@ def run_group(
     """
     federated = [m for m in grid.federated if any(m in missing[c] for c in cells)]
     budgets = [c.label_budget for c in cells if any(m in federated for m in missing[c])]
-    parts: dict[Cell, dict[str, Any]] = {}
+    parts: dict[Cell, CellPart] = {}
     if federated and budgets:
         sim = simulate_fn or _default_simulate
         lead = next(c for c in cells if c.label_budget == budgets[0])
         config = grid.config_for(lead, federated, budgets if len(budgets) > 1 else ())
-        doc = dict(sim(config, num_cpus=num_cpus, progress=progress))
+        doc = RunResults.from_json(
+            sim(config, num_cpus=num_cpus, progress=progress), "the simulation's results"
+        )
         share = len(budgets)
         for c in cells:
             if c.label_budget in budgets:
                 part = budget_part(doc, c.label_budget, [m for m in federated if m in missing[c]])
-                part["wall_seconds"] = round(float(doc.get("wall_seconds", 0.0)) / share, 3)
+                part.wall_seconds = round(float(doc.wall_seconds) / share, 3)
                 parts[c] = part
     for c in cells:
         if CENTRALISED not in missing[c]:
@@ -115,9 +119,10 @@ def run_group(
         result = central(grid.config_for(c), progress=progress)
         part = centralised_part(result, time.perf_counter() - start)
         merged = merge_parts(parts.get(c), part)
-        merged["centralised"] = part["centralised"]
-        if "dataset" not in merged:
-            merged.update(dataset=grid.dataset, engine="simulation")
+        merged.centralised = part.centralised
+        if "dataset" not in merged.model_fields_set:
+            merged.dataset = grid.dataset
+            merged.engine = "simulation"
         parts[c] = merged
     return parts
 
@@ -189,18 +194,18 @@ def run_experiment(
     recipe = grid.recipe()
 
     # Check every recorded cell first, so a mismatch fails before any work is done.
-    plan: list[tuple[Cell, dict[str, Any] | None, list[str]]] = []
+    plan: list[tuple[Cell, CellDocument | None, list[str]]] = []
     for cell in cells:
         doc = None if fresh else load_cell(cell_path(folder, cell), cell)
         if doc is not None:
-            diffs = recipe_mismatch(doc["recipe"], recipe)
+            diffs = recipe_mismatch(doc.recipe, recipe)
             if diffs:
                 raise ConfigError(
                     f"cell {cell.key} in {folder} was recorded with another recipe "
                     f"({'; '.join(diffs)}); use another --output, or --fresh to run "
                     "every cell again"
                 )
-        missing = [m for m in grid.methods_for(cell) if doc is None or m not in doc["methods"]]
+        missing = [m for m in grid.methods_for(cell) if doc is None or m not in doc.methods]
         plan.append((cell, doc, missing))
 
     # Cells that differ only in their label budget share one simulation.
@@ -208,7 +213,7 @@ def run_experiment(
     for cell, _, missing in plan:
         if missing:
             groups.setdefault((cell.nodes_per_role, cell.split, cell.seed), []).append(cell)
-    recorded = {cell: doc for cell, doc, _ in plan}
+    recorded: dict[Cell, CellDocument | None] = {cell: doc for cell, doc, _ in plan}
     wanted = {cell: missing for cell, _, missing in plan}
     todo = len(groups)
     ran: list[str] = []
@@ -230,24 +235,27 @@ def run_experiment(
         )
         for cell, part in parts.items():
             merged = merge_parts(recorded[cell], part)
-            if "centralised" in part:
-                merged["centralised"] = part["centralised"]
-            merged["cell"] = cell.to_dict()
-            merged["recipe"] = recipe
-            write_json_atomic(merged, cell_path(folder, cell))
-            recorded[cell] = merged
+            if part.centralised is not None:
+                merged.centralised = part.centralised
+            written = CellDocument.model_validate(
+                {**merged.to_json(), "cell": cell.to_dict(), "recipe": recipe}
+            )
+            write_json_atomic(written, cell_path(folder, cell))
+            recorded[cell] = written
             ran.append(cell.key)
         if progress is not None:
             progress(label, index + 1, todo)
     reused = [cell.key for cell, _, missing in plan if not missing]
-    docs = [recorded[cell] or {} for cell, _, _ in plan]
+    cell_docs = [recorded[cell] for cell, _, _ in plan]
 
-    results = aggregate(grid, docs)
+    summary = aggregate(grid, cell_docs)
     if baseline is not None:
-        results["comparison"] = compare_cells(docs, baseline, grid.methods)
-    results["elapsed_seconds"] = round(time.perf_counter() - started, 3)
-    results["cells_run"] = list(ran)
-    path = write_json_atomic(results, folder / "results.json")
+        summary.comparison = compare_cells(cell_docs, baseline, grid.methods)
+    summary.elapsed_seconds = round(time.perf_counter() - started, 3)
+    summary.cells_run = list(ran)
+    path = write_json_atomic(summary, folder / "results.json")
+    results = summary.to_json()
+    docs = [doc.to_json() if doc is not None else {} for doc in cell_docs]
     if report:
         from mmbind.lab.report import write_report
 

@@ -248,6 +248,35 @@ def test_a_corrupt_cell_file_is_a_clear_error(
     assert json.loads(cell.read_text())["cell"]["key"] == "budget6_split0_seed0_npr1"
 
 
+def test_a_cell_file_of_the_wrong_shape_or_cell_is_a_clear_error(
+    tmp_path: Path, fake: FakeSimulation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: two recorded cells; one loses a metric, the other records its neighbour
+    args = experiment(tmp_path, "--methods", "mmbind", "--label-budgets", "6,12")
+    assert main(args) == 0
+    six = tmp_path / "cells" / "budget6_split0_seed0_npr1.json"
+    twelve = tmp_path / "cells" / "budget12_split0_seed0_npr1.json"
+    doc = json.loads(six.read_text())
+    del doc["methods"]["mmbind"]["macro_f1"]
+    six.write_text(json.dumps(doc))
+    capsys.readouterr()
+    # Execute
+    code = main(args)
+    # Assert: the file and the field, on one line
+    line = one_line_error(capsys.readouterr().err)
+    assert code == 3
+    assert f"cell file {six} is not a cell results document" in line
+    assert "methods.mmbind.macro_f1: Field required" in line
+    # Prepare: the neighbour's document under this cell's name
+    six.write_text(twelve.read_text())
+    # Execute
+    code = main(args)
+    # Assert
+    line = one_line_error(capsys.readouterr().err)
+    assert code == 3
+    assert f"cell file {six} records cell" in line and "not budget6_split0_seed0_npr1" in line
+
+
 def test_nodes_per_role_and_centralised_sections(
     tmp_path: Path, fake: FakeSimulation, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,7 @@ import pytest
 from mmbind.errors import ConfigError
 from mmbind.run_config import RunConfig
 from mmbind.server.results import build_results, check_output, metrics_from_confusion
+from mmbind.server.workflow import RunResult
 
 
 def test_metrics_from_confusion_by_hand() -> None:
@@ -99,12 +100,68 @@ def test_results_json_keeps_the_search_and_the_late_nodes_of_the_binding() -> No
     doc = build_results(
         config=RunConfig(),
         engine="simulation",
-        methods={},
-        binding=binding,
-        phases={},
+        result=RunResult(binding=binding),
         wall_seconds=1.0,
-        nodes=[],
-        history={},
-    )
+    ).to_json()
     # Assert
     assert (doc["binding"]["search"], doc["binding"]["late_joiners"]) == (search, late)
+
+
+def test_results_json_of_a_resumed_run_keeps_its_keys_order_and_rounding() -> None:
+    # Prepare: what a resumed run with two label budgets measured
+    result = RunResult(
+        methods={"mmbind": {"accuracy": 0.12345678, "macro_f1": 0.3333333, "seconds": 1.23456}},
+        budgets={
+            "12": {"mmbind": {"accuracy": 0.1111111, "macro_f1": 0.2, "seconds": 3.0}},
+            "6": {"mmbind": {"accuracy": 0.5, "macro_f1": 0.25}},
+        },
+        binding={"pairs": 36, "pairing_accuracy": float("nan"), "mean_similarity": 0.5555556},
+        phases={"pretrain": 1.23456},
+        history={"mmbind.align.loss": [0.1234567891]},
+        dropouts=[{"node_id": 2, "role": "B", "phase": "align", "message": "t", "reason": "x"}],
+        skipped={"mpm": "no node holds the second modality"},
+        dataset="synthetic",
+        traffic={"A": {"received": 1, "sent": 2}},
+        resumed_from="align.1",
+        attempts=[
+            {
+                "attempt": "2",
+                "resumed_from": "align.1",
+                "last_step": "done",
+                "seconds": 1.23456,
+                "phases": {"align": 2.34567},
+            }
+        ],
+    )
+    # Execute
+    doc = build_results(
+        config=RunConfig(), engine="simulation", result=result, wall_seconds=3.14159, run_id="r1"
+    ).to_json()
+    # Assert: the README's order; metrics to 6 decimals, seconds to 3; budgets by number
+    assert list(doc) == [
+        "dataset", "engine", "methods", "binding", "phases", "wall_seconds", "nodes",
+        "history", "config", "run_id", "dropouts", "label_budgets", "skipped", "traffic",
+        "resumed_from", "attempts",
+    ]  # fmt: skip
+    assert doc["dataset"] == "synthetic"  # what the nodes hold, not the config's
+    assert doc["methods"] == {
+        "mmbind": {"accuracy": 0.123457, "macro_f1": 0.333333, "seconds": 1.235}
+    }
+    assert doc["binding"] == {"pairs": 36, "pairing_accuracy": None, "mean_similarity": 0.555556}
+    assert (doc["phases"], doc["wall_seconds"]) == ({"pretrain": {"seconds": 1.235}}, 3.142)
+    assert list(doc["label_budgets"]) == ["6", "12"]
+    assert doc["label_budgets"]["12"] == {"mmbind": {"accuracy": 0.111111, "macro_f1": 0.2}}
+    assert doc["attempts"][0]["phases"] == {"align": {"seconds": 2.346}}
+    assert doc["attempts"][0]["seconds"] == 1.235
+
+
+def test_a_run_without_budgets_skips_or_resumption_leaves_those_keys_out() -> None:
+    # Prepare
+    result = RunResult(binding={"pairs": 0}, attempts=[])
+    # Execute
+    doc = build_results(
+        config=RunConfig(), engine="simulation", result=result, wall_seconds=1.0
+    ).to_json()
+    # Assert
+    assert not {"run_id", "label_budgets", "skipped", "resumed_from"} & set(doc)
+    assert (doc["dropouts"], doc["traffic"], doc["attempts"]) == ([], {}, [])
