@@ -12,12 +12,15 @@ Where the internals are used:
 * ``server/inprocess.py``: ``Metadata._message_id`` (a SuperLink's message id),
   ``TaskIdentity`` (the process's task identity, as ``flwr.server.compat`` sets it);
 * ``server/superlink.py``: the object-store factory of ``flwr.superlink.main``, patched
-  so payloads stay in memory, and the link state it restarts with;
+  so payloads stay in memory, and the link state it restarts with; its middleware list (the
+  API gate goes first) and the Control API's ``start_run`` and ``Fab`` (app admission and the
+  coordinator's signature on admitted bundles);
 * ``server/workflow/channel.py``: ``ErrorCode.NODE_UNAVAILABLE`` of an error reply;
 * ``client/cli.py``: Flower's ``--node-config`` parser;
 * ``server/deployment.py``: ``python -m flwr.cli.app run|ls``;
 * tests: the record serde (``test_wire_messages``), the federation manager
-  (``test_superlink_state``).
+  (``test_superlink_state``), ``Fab`` and the SuperNode's ``_verify_fab``
+  (``test_admission``).
 """
 
 from __future__ import annotations
@@ -95,6 +98,30 @@ INTERNALS = (
     Internal("flwr.supercore.constant", "FLWR_IN_MEMORY_DB_NAME", "server/superlink.py"),
     Internal("flwr.supercore.constant", "NodeStatus.ONLINE", "server/superlink.py"),
     Internal("flwr.superlink.cli", "flower_superlink", "server/superlink.py"),
+    Internal("flwr.superlink.main", "_get_middleware", "server/superlink.py (the API gate first)"),
+    Internal("flwr.supercore.error", "FlowerError", "server/superlink.py (a refused run)"),
+    Internal("flwr.supercore.error", "ApiErrorCode.FORBIDDEN_ACTION", "server/superlink.py"),
+    Internal(
+        "flwr.superlink.servicer.control",
+        "control_handlers.start_run",
+        "server/superlink.py (admission: only mmbind's bundle)",
+        ("request",),
+    ),
+    Internal(
+        "flwr.superlink.servicer.control",
+        "control_handlers.Fab",
+        "server/superlink.py (the coordinator signs admitted bundles)",
+        ("hash_str", "content", "verifications"),
+    ),
+    Internal(
+        "flwr.supercore.fab", "Fab", "tests/server/test_admission.py", ("hash_str", "content")
+    ),
+    Internal("flwr.cli.build", "build_fab_from_disk", "tests/server/test_admission.py"),
+    Internal(
+        "flwr.supernode.start_client_internal",
+        "_verify_fab",
+        "tests/server/test_admission.py (the SuperNode's --trusted-entities check)",
+    ),
     Internal("flwr.common.constant", "ErrorCode.NODE_UNAVAILABLE", "server/workflow/channel.py"),
     Internal("flwr.common.config", "parse_config_args", "client/cli.py", ("config", "flatten")),
     Internal("flwr.cli.app", "app", "server/deployment.py (python -m flwr.cli.app)"),
