@@ -30,7 +30,7 @@ from mmbind.errors import ConfigError, FederationError, StoreError
 from mmbind.processes import parse_address
 from mmbind.results_model import RunResults
 from mmbind.run_config import RunConfig
-from mmbind.server.operator import CONNECTION, write_flower_home
+from mmbind.server.operator import CONNECTION, json_reply, write_flower_home
 from mmbind.server.results import write_results
 from mmbind.server.store import END_EVENT, BindingStore
 from mmbind.server.workflow import Progress
@@ -98,14 +98,7 @@ def submit(
         "--run-config", str(run_config), "--format", "json",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
-    text = proc.stdout.strip()
-    try:
-        reply = json.loads(text[text.index("{") :]) if "{" in text else {}
-    except json.JSONDecodeError:
-        reply = {}
-    if proc.returncode != 0 or not reply.get("success", False):
-        why = reply.get("error-message") or (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-        raise FederationError(f"the SuperLink at {superlink} refused the run: {why}")
+    reply = json_reply(proc, f"the SuperLink at {superlink} refused the run")
     return str(reply.get("run-id", ""))
 
 
