@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,12 @@ from mmbind.server.cli import main as mmbind_main
 from mmbind.server.coordinator import main as server_main
 from mmbind.server.deployment import default_binding_address
 
-UTD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utd_mhad"
+UTD = Path(
+    os.environ.get(
+        "MMBIND_UTD_MHAD_DIR",
+        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utd_mhad",
+    )
+)
 
 
 def client(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
