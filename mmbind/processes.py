@@ -11,12 +11,10 @@ process that started it dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import functools
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,21 +29,31 @@ from mmbind.errors import ConfigError, MMBindError
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
-_LIBC = (
-    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if sys.platform.startswith("linux")
-    else None
+_DIE_WITH_PARENT = (
+    "import ctypes, ctypes.util, os, signal, sys\n"
+    "libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)\n"
+    "libc.prctl(1, signal.SIGKILL, 0, 0, 0)\n"  # PR_SET_PDEATHSIG, kept across exec
+    "if os.getppid() != int(sys.argv[1]):\n"  # the parent died before prctl took effect
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
 )
+"""A launcher that asks for SIGKILL when its parent dies, then execs the real command.
+
+It replaces a ``preexec_fn``: with one, ``subprocess`` forks with ``fork()``, whose atfork
+handlers restart gRPC's poller thread in the child, which can then abort on the descriptor
+``close_fds`` just closed ("epoll_wait error: Bad file descriptor", exit -6, grpc/grpc#43055)
+when the parent (mmbind-server) runs a gRPC server. Without one, ``subprocess`` uses
+``vfork``, which runs no atfork handlers.
+"""
 
 
-def _die_with_parent(parent: int) -> None:
-    """In a forked child before exec: get SIGKILL when ``parent`` dies (Linux only)."""
-    if _LIBC is None:
-        return
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGKILL)
+def _die_with_parent_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` behind :data:`_DIE_WITH_PARENT` (Linux); unchanged elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    if shutil.which(argv[0]) is None:  # the launcher would fail after the fork
+        raise FileNotFoundError(argv[0])
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
 
 
 def scripts_path() -> str:
@@ -159,15 +167,12 @@ class ManagedProcess:
         self._log: IO[bytes] | None = open(log_file, "ab") if log_file else None  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                self.argv,
+                _die_with_parent_argv(self.argv) if die_with_parent else self.argv,
                 env={**os.environ, **(env or {})},
                 stdout=self._log if self._log else None,
                 stderr=subprocess.STDOUT if self._log else None,
                 cwd=cwd,
                 start_new_session=new_session,
-                preexec_fn=functools.partial(_die_with_parent, os.getpid())
-                if die_with_parent
-                else None,
             )
         except FileNotFoundError:
             raise MMBindError(
