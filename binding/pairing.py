@@ -127,6 +127,19 @@ def _split_global_index(
     return node, (idx - offsets[node]).astype(np.int64)
 
 
+def _checked_inputs(
+    query: ArrayLike, partners: Sequence[ArrayLike]
+) -> tuple[NDArray[np.float32], list[NDArray[np.float32]], list[int]]:
+    """The query ``(n, d)``, each partner's keys ``(m_j, d)`` and their sizes, all checked."""
+    _check_partners(partners)
+    q = _check_matrix("query", query)
+    keys = [_check_matrix(f"partners[{j}]", p, q.shape[1]) for j, p in enumerate(partners)]
+    sizes = [k.shape[0] for k in keys]
+    if sum(sizes) == 0:
+        raise BindingError("nothing to bind against: every partner node has zero samples")
+    return q, keys, sizes
+
+
 def bind_by_modality(
     query: ArrayLike, partners: Sequence[ArrayLike], *, normalized: bool = True
 ) -> Bindings:
@@ -156,12 +169,7 @@ def bind_by_modality(
     DataError
         On NaN or infinite values.
     """
-    _check_partners(partners)
-    q = _check_matrix("query", query)
-    keys = [_check_matrix(f"partners[{j}]", p, q.shape[1]) for j, p in enumerate(partners)]
-    sizes = [k.shape[0] for k in keys]
-    if sum(sizes) == 0:
-        raise BindingError("nothing to bind against: every partner node has zero samples")
+    q, keys, sizes = _checked_inputs(query, partners)
     if q.shape[0] == 0:
         return _empty_bindings()
     sims, idx = topk_cosine(q, np.concatenate(keys, axis=0), 1, normalized=normalized)
@@ -241,12 +249,7 @@ def bind_by_modality_approx(
     """
     from mmbind.binding import ann  # faiss is optional: imported only when asked for
 
-    _check_partners(partners)
-    q = _check_matrix("query", query)
-    keys = [_check_matrix(f"partners[{j}]", p, q.shape[1]) for j, p in enumerate(partners)]
-    sizes = [k.shape[0] for k in keys]
-    if sum(sizes) == 0:
-        raise BindingError("nothing to bind against: every partner node has zero samples")
+    q, keys, sizes = _checked_inputs(query, partners)
     pairs = q.shape[0] * sum(sizes)
     kind = ann.choose_index(sum(sizes), q.shape[1])
     if q.shape[0] == 0:
