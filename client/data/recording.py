@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from mmbind.dataset_manifest import DatasetManifest
 from mmbind.errors import DataError
 
-__all__ = ["START_PREFIX", "Recording", "read_recording", "recording_bytes"]
+__all__ = ["START_PREFIX", "Recording", "read_recording", "recording_bytes", "write_recording"]
 
 #: Key prefix of a modality's start time.
 START_PREFIX = "start_s."
@@ -270,8 +270,12 @@ def read_recording(path: Path, manifest: DatasetManifest) -> Recording:
     return recording
 
 
-def recording_bytes(recording: Recording) -> bytes:
-    """The ``.npz`` file of ``recording`` (uncompressed), as bytes."""
+def write_recording(recording: Recording, file: BinaryIO) -> None:
+    """Write the ``.npz`` file of ``recording`` (uncompressed) to the seekable ``file``.
+
+    Written straight to ``file``: a recording of a long table is tens of MB, and going
+    through a buffer would copy it twice more.
+    """
     arrays: dict[str, NDArray[np.generic]] = {
         "subject": np.int64(recording.subject),  # type: ignore[dict-item]
         "trial": np.int64(recording.trial),  # type: ignore[dict-item]
@@ -284,6 +288,11 @@ def recording_bytes(recording: Recording) -> bytes:
         arrays[name] = np.ascontiguousarray(signal)
     for name, start in recording.starts.items():
         arrays[START_PREFIX + name] = np.float64(start)  # type: ignore[assignment]
+    np.savez(file, **arrays)  # type: ignore[arg-type]
+
+
+def recording_bytes(recording: Recording) -> bytes:
+    """The ``.npz`` file of ``recording`` (uncompressed), as bytes."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    write_recording(recording, buffer)
     return buffer.getvalue()
