@@ -1,14 +1,15 @@
-"""``mmbind data import``: CSV data into a data set folder, through a small mapping file.
+"""``mmbind data import``: CSV or Parquet data into a data set folder, through a small mapping
+file.
 
 Two shapes of input (docs/dataset-format.md, "Importing CSV"):
 
-* **a long table** (:func:`import_table`): one CSV, one row per time step, with a subject
-  column, a label column, optionally a trial column, and sensor columns that the mapping
-  assigns to modalities. All columns share the table's ``rate_hz``. The rows of one
+* **a long table** (:func:`import_table`): one CSV or Parquet file, one row per time step,
+  with a subject column, a label column, optionally a trial column, and sensor columns that
+  the mapping assigns to modalities. All columns share the table's ``rate_hz``. The rows of one
   (subject, trial) must be contiguous; each such block is one recording, labelled per row
   (``windowing.mode = "sliding"``) or, in the other modes, cut into one recording per run of
-  rows with the same label. The table is read in chunks: memory holds one recording, not the
-  file.
+  rows with the same label. The table is read in blocks (CSV: 32 MB parsed by pyarrow;
+  Parquet: batches of its row groups): memory holds one recording, not the file.
 * **a folder of per-recording CSVs** (:func:`import_files`): file paths matching the
   mapping's ``pattern``, e.g. ``"{subject}/{trial}_{label}/{modality}.csv"``; a file holds
   one modality's columns at its own ``rate_hz`` (with ``{modality}`` in the pattern), or
@@ -42,7 +43,7 @@ from mmbind.errors import DataError
 from .folder_writer import DatasetWriter
 from .recording import Recording
 
-__all__ = ["ImportMapping", "import_files", "import_table"]
+__all__ = ["ImportMapping", "import_files", "import_table", "table_format"]
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +414,11 @@ def _arrow_rows(
     for name, c in cols.modalities.items():
         out = np.empty((n, len(c)), dtype=np.float64)
         for j, column in enumerate(c):
-            out[:, j] = table.column(name_of(column)).to_numpy()
+            values = table.column(name_of(column))
+            if isinstance(values, pa.ChunkedArray):
+                out[:, j] = values.to_numpy()  # nulls (empty cells) read as NaN
+            else:
+                out[:, j] = values.to_numpy(zero_copy_only=False)
         signals[name] = out
     return _Rows(subjects, trials, labels, signals, lines)
 
@@ -584,26 +589,118 @@ def _write_rows(
     return writer.target
 
 
-def import_table(table: str | Path, mapping: ImportMapping, target: str | Path) -> Path:
-    """Import a long CSV table (see the module docstring) into the data set folder ``target``.
+#: Rows of a Parquet table read at once (its row groups are read batch by batch).
+_PARQUET_ROWS = 1 << 18
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _parquet_rows(path: Path, cols: _TableColumns, mapping: ImportMapping) -> Iterator[_Rows]:
+    """The rows of a Parquet table, batch by batch (``iter_batches``: bounded memory).
+
+    Sensor columns may be floating-point or integer (read as float64; nulls as NaN, which
+    the writer refuses as it refuses empty CSV cells); subject and trial columns integer or
+    text; the label column text or integer (nulls: unlabelled). Values give the recordings
+    a CSV of the same table gives.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]}); write it again "
+            "or give --format csv"
+        ) from None
+    names = list(schema.names)
+    for column in cols.text + cols.numeric:
+        if column not in names:
+            raise DataError(
+                f"{path}: column {column!r} is missing (the table has: {', '.join(names)}); "
+                "fix the mapping's column names or the file"
+            )
+    for column in cols.text + cols.numeric:
+        kind = schema.field(column).type
+        base = kind.value_type if pa.types.is_dictionary(kind) else kind
+        text = pa.types.is_string(base) or pa.types.is_large_string(base)
+        if column in cols.numeric:
+            ok = pa.types.is_floating(kind) or pa.types.is_integer(kind)
+            want = "a floating-point or integer column"
+        else:
+            ok = text or pa.types.is_integer(base)
+            want = "an integer or text column"
+        if not ok:
+            raise DataError(
+                f"{path}: column {column!r} has type {kind}; it must be {want} (write it as "
+                "float64 for sensor values, int64 or string for ids and labels)"
+            )
+    row = 1
+    batches = parquet.iter_batches(batch_size=_PARQUET_ROWS, columns=cols.text + cols.numeric)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(
+                f"{path}: rows from {row}: cannot read the Parquet data "
+                f"({str(exc).splitlines()[0]}); write the file again"
+            ) from None
+        if batch is None:
+            return
+        if batch.num_rows:
+            yield _arrow_rows(batch, row, cols, mapping, str(path), "row", str)
+        row += batch.num_rows
+
+
+def table_format(path: str | Path, format: str | None = None) -> str:
+    """The format of a table file: ``format`` when given, else ``"parquet"`` for a
+    ``.parquet`` or ``.pq`` file and ``"csv"`` for any other.
 
     Raises
     ------
     DataError
-        A missing or repeated column, a ragged row, a non-numeric sensor value, an unknown
-        label, a non-integer subject or trial, the rows of one (subject, trial) not
-        contiguous, text that is not UTF-8, or an invalid recording (each one line naming the
-        file and line); nothing is written.
+        An unknown ``format``.
+    """
+    if format is None:
+        return "parquet" if Path(path).suffix.lower() in _PARQUET_SUFFIXES else "csv"
+    if format not in ("csv", "parquet"):
+        raise DataError(f"table format {format!r} is unknown; give csv or parquet")
+    return format
+
+
+def import_table(
+    table: str | Path, mapping: ImportMapping, target: str | Path, *, format: str | None = None
+) -> Path:
+    """Import a long table (see the module docstring) into the data set folder ``target``.
+
+    Parameters
+    ----------
+    table : str or Path
+        A CSV file or a Parquet file.
+    mapping : ImportMapping
+    target : str or Path
+        The folder to create.
+    format : {"csv", "parquet"}, optional
+        The table's format; default: from the file's suffix (:func:`table_format`).
+
+    Raises
+    ------
+    DataError
+        A missing or repeated column, a column of the wrong type (Parquet), a ragged row, a
+        non-numeric sensor value, an unknown label, a non-integer subject or trial, the rows
+        of one (subject, trial) not contiguous, text that is not UTF-8, a damaged Parquet
+        file, or an invalid recording (each one line naming the file and the line or row);
+        nothing is written.
     ConfigError
         ``target`` exists and is not empty.
     """
     path = Path(table).expanduser()
+    kind = table_format(path, format)
     cols = _table_columns(mapping)
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the table ({exc.strerror}); check the path") from None
-    fh.close()
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check the table's path")
+    if kind == "parquet":
+        return _write_rows(_parquet_rows(path, cols, mapping), path, mapping, target, "row")
     return _write_rows(_csv_rows(path, cols, mapping), path, mapping, target, "line")
 
 
