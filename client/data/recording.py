@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 import zipfile
 import zlib
@@ -192,7 +193,10 @@ def _read_stored_npz(path: Path) -> dict[str, NDArray[np.generic]] | None:
     damaged file): :func:`np.load` then reads it, or says why not.
     """
     try:
-        buffer = bytearray(path.read_bytes())  # writable, as np.load's arrays are
+        with path.open("rb", buffering=0) as fh:  # into one writable buffer, as np.load's
+            buffer = bytearray(os.fstat(fh.fileno()).st_size)
+            if fh.readinto(buffer) != len(buffer) or fh.read(1):
+                return None  # changed while read: np.load says what it finds
         data: dict[str, NDArray[np.generic]] = {}
         at = 0
         while buffer[at : at + 4] == b"PK\x03\x04":
