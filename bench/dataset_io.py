@@ -185,10 +185,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         root = Path(tmp)
+        load_before = os.getloadavg()
         results = {
             "load": bench_load(root, args.windows),
             "import": bench_import(root, args.csv_mb),
             "cpus": os.cpu_count(),
+            # the machine's 1/5/15-minute load averages at the start and the end: the figures
+            # of a shared machine are only comparable beside them
+            "loadavg_start": [round(x, 2) for x in load_before],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         }
     print(json.dumps(results, indent=1))
     if args.json:
