@@ -1,11 +1,12 @@
 """Benchmark of data set folders: CSV import throughput and memory, a node's load time.
 
-    python bench/dataset_io.py --csv-mb 1024 --windows 10000 [--json out.json]
+    python bench/dataset_io.py --csv-mb 1024 --windows 10000 [--parquet] [--json out.json]
 
 * **import**: writes a long CSV table of ``--csv-mb`` MB (8 subjects x 2 sessions of
   continuous rows: subject, session, activity and 18 sensor columns at 50 Hz, formatted like a
   lab export), then runs ``mmbind data import table`` on it in a child process and reports MB/s
-  and the child's peak RSS (targets: >= 50 MB/s, <= 2 GB).
+  and the child's peak RSS (targets: >= 50 MB/s, <= 2 GB); with ``--parquet``, the same table
+  written as Parquet is imported too (MB/s in the CSV's megabytes).
 * **load**: writes a data set folder whose subjects 1-2 hold ``--windows`` windows (one
   recording per window, windowing ``"window"``: the most files per window) and times
   ``load_dataset_folder`` for those subjects (target: 10,000 windows in < 2 s).
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -78,30 +78,74 @@ def write_csv(path: Path, megabytes: float) -> int:
     return path.stat().st_size
 
 
-def bench_import(root: Path, megabytes: float) -> dict[str, float]:
+def _child(code: str) -> tuple[float, float, float]:
+    """Run ``python -c code``; its wall seconds, CPU seconds and peak RSS in MB (``wait4``)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"the import failed (exit {proc.returncode})")
+    # the child's CPU time: what a loaded machine hides
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def _import_code(kind: str, table: Path, root: Path, target: str) -> str:
+    return (
+        "from mmbind.lab.data import import_csv; "
+        f"import_csv({kind!r}, {str(table)!r}, {str(root / 'mapping.toml')!r}, "
+        f"{str(root / target)!r})"
+    )
+
+
+def _to_parquet(csv_path: Path, parquet_path: Path) -> None:
+    """The CSV table as Parquet, streamed (row groups of a block each): what a lab export is."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    types = {"subject": pa.int64(), "session": pa.int64(), "activity": pa.string()}
+    types.update({f"c{i}": pa.float64() for i in range(18)})
+    reader = pacsv.open_csv(
+        csv_path,
+        read_options=pacsv.ReadOptions(block_size=64 << 20),
+        convert_options=pacsv.ConvertOptions(column_types=types),
+    )
+    with pq.ParquetWriter(parquet_path, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+
+
+def bench_import(root: Path, megabytes: float, parquet: bool) -> dict[str, float]:
     csv_path = root / "table.csv"
     size = write_csv(csv_path, megabytes)
     (root / "mapping.toml").write_text(MAPPING)
-    code = (
-        "from mmbind.lab.data import import_csv; "
-        f"import_csv('table', {str(csv_path)!r}, {str(root / 'mapping.toml')!r}, "
-        f"{str(root / 'imported')!r})"
-    )
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    seconds = time.perf_counter() - start
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak_kib = usage.ru_maxrss
-    cpu = usage.ru_utime + usage.ru_stime  # the child's CPU time: what a loaded machine hides
-    csv_path.unlink()
-    return {
+    seconds, cpu, peak = _child(_import_code("table", csv_path, root, "imported"))
+    out = {
         "csv_mb": round(size / 1e6, 1),
         "seconds": round(seconds, 2),
         "mb_per_s": round(size / 1e6 / seconds, 1),
         "cpu_seconds": round(cpu, 2),
         "mb_per_cpu_s": round(size / 1e6 / cpu, 1),
-        "peak_rss_mb": round(peak_kib / 1024, 1),
+        "peak_rss_mb": round(peak, 1),
     }
+    if parquet:  # the same table as Parquet: MB/s counted in the CSV's megabytes
+        parquet_path = root / "table.parquet"
+        _to_parquet(csv_path, parquet_path)
+        csv_path.unlink()
+        seconds, cpu, peak = _child(_import_code("table", parquet_path, root, "from-parquet"))
+        out.update(
+            parquet_mb=round(parquet_path.stat().st_size / 1e6, 1),
+            parquet_seconds=round(seconds, 2),
+            parquet_csv_mb_per_s=round(size / 1e6 / seconds, 1),
+            parquet_cpu_seconds=round(cpu, 2),
+            parquet_peak_rss_mb=round(peak, 1),
+        )
+        parquet_path.unlink()
+    else:
+        csv_path.unlink()
+    return out
 
 
 def bench_load(root: Path, windows: int) -> dict[str, float]:
@@ -181,14 +225,22 @@ def main() -> None:
     parser.add_argument("--csv-mb", type=float, default=1024.0)
     parser.add_argument("--windows", type=int, default=10_000)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--parquet", action="store_true", help="also import the same table as a Parquet file"
+    )
     parser.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: system)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         root = Path(tmp)
+        load_before = os.getloadavg()
         results = {
             "load": bench_load(root, args.windows),
-            "import": bench_import(root, args.csv_mb),
+            "import": bench_import(root, args.csv_mb, args.parquet),
             "cpus": os.cpu_count(),
+            # the machine's 1/5/15-minute load averages at the start and the end: the figures
+            # of a shared machine are only comparable beside them
+            "loadavg_start": [round(x, 2) for x in load_before],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         }
     print(json.dumps(results, indent=1))
     if args.json:

@@ -40,8 +40,16 @@ def check(folder: str | Path) -> FolderReport:
     return check_dataset_folder(folder)
 
 
-def import_csv(kind: str, source: str | Path, mapping: str | Path, target: str | Path) -> Path:
-    """Import CSV data: ``kind`` ``"table"`` (one long CSV) or ``"files"`` (a folder of CSVs).
+def import_csv(
+    kind: str,
+    source: str | Path,
+    mapping: str | Path,
+    target: str | Path,
+    *,
+    format: str | None = None,
+) -> Path:
+    """Import CSV or Parquet data: ``kind`` ``"table"`` (one long CSV or Parquet table, its
+    ``format`` from its suffix unless given) or ``"files"`` (a folder of CSVs).
 
     Raises
     ------
@@ -51,8 +59,10 @@ def import_csv(kind: str, source: str | Path, mapping: str | Path, target: str |
     """
     spec = ImportMapping.read(mapping)
     if kind == "table":
-        return import_table(source, spec, target)
+        return import_table(source, spec, target, format=format)
     if kind == "files":
+        if format not in (None, "csv"):
+            raise ConfigError(f"import files reads CSV files; --format {format} is for a table")
         return import_files(source, spec, target)
     raise ConfigError(f"unknown import kind {kind!r}; use table or files")
 

@@ -347,7 +347,9 @@ def cmd_data(args: argparse.Namespace, settings: MMBindSettings) -> int:
         print(data.check(path).summary().splitlines()[1] + f" · written to {path}")
         return 0
     if args.data_command == "import":
-        path = data.import_csv(args.kind, args.source, args.mapping, args.target)
+        path = data.import_csv(
+            args.kind, args.source, args.mapping, args.target, format=args.format
+        )
         print(data.check(path).summary().splitlines()[1] + f" · written to {path}")
         return 0
     if args.data_command == "check":
@@ -386,16 +388,25 @@ def _add_data_parser(sub: Any) -> None:
     check.add_argument("folder")
     imp = data_sub.add_parser(
         "import",
-        help="import CSV data (a long table, or a folder of per-recording files)",
-        description="Import CSV data into a new data set folder, as a mapping file (TOML) "
-        "says: 'table' reads one long CSV (subject, label, optional trial column, sensor "
-        "columns); 'files' reads a folder of CSVs whose paths match the mapping's pattern. "
+        help="import CSV or Parquet data (a long table, or a folder of per-recording files)",
+        description="Import CSV or Parquet data into a new data set folder, as a mapping file "
+        "(TOML) says: 'table' reads one long CSV or Parquet table (subject, label, optional "
+        "trial column, sensor columns); 'files' reads a folder of CSVs whose paths match the "
+        "mapping's pattern. "
         "Nothing appears at TARGET unless the whole import succeeds.",
     )
     imp.add_argument("kind", choices=["table", "files"])
-    imp.add_argument("source", help="the CSV file (table) or the folder of CSV files (files)")
+    imp.add_argument(
+        "source", help="the CSV or Parquet file (table) or the folder of CSV files (files)"
+    )
     imp.add_argument("target", help="the data set folder to create (must not exist or be empty)")
     imp.add_argument("--mapping", required=True, help="the mapping file (TOML)")
+    imp.add_argument(
+        "--format",
+        choices=["csv", "parquet"],
+        default=None,
+        help="the table's format (default: parquet for a .parquet or .pq file, else csv)",
+    )
     data.set_defaults(func=cmd_data)
 
 

@@ -90,7 +90,9 @@ class MultimodalDataset:
                     f"windows[{name!r}] has shape {w.shape}; expected {expected} "
                     f"(N samples x {modality.window} steps x {modality.channels} channels)"
                 )
-            if n:
+            with np.errstate(all="ignore"):  # a finite sum: no NaN/inf (one pass)
+                suspect = n > 0 and not np.isfinite(np.sum(w))
+            if suspect:
                 finite = np.isfinite(w).reshape(n, -1).all(axis=1)
                 if not finite.all():
                     bad = np.flatnonzero(~finite)

@@ -104,6 +104,36 @@ def _check_subjects(subjects: Iterable[int] | None, present: Sequence[int]) -> t
     return tuple(sorted(wanted))
 
 
+class _Windows:
+    """A modality's windows, copied as they come into one array (no concatenation at the end).
+
+    The array is allocated for the windows expected (untouched memory costs nothing) and
+    grows by doubling when more come; :meth:`windows` is a view of the part filled.
+    """
+
+    def __init__(self, shape: tuple[int, ...], capacity: int) -> None:
+        self.array = np.empty((capacity, *shape), dtype=np.float32)
+        self.count = 0
+
+    def add(self, windows: NDArray[np.float32], expected: int) -> None:
+        """Append ``windows`` ``(K, ...)``; ``expected``: windows still to come, these included."""
+        k = len(windows)
+        if self.count + k > len(self.array):
+            grown = np.empty(
+                (max(2 * len(self.array), self.count + expected, self.count + k),
+                 *self.array.shape[1:]),
+                dtype=np.float32,
+            )  # fmt: skip
+            grown[: self.count] = self.array[: self.count]
+            self.array = grown
+        self.array[self.count : self.count + k] = windows
+        self.count += k
+
+    def windows(self) -> NDArray[np.float32]:
+        """The windows added, ``(N, ...)``."""
+        return self.array[: self.count]
+
+
 def load_dataset_folder(
     root: str | Path,
     *,
@@ -147,38 +177,43 @@ def load_dataset_folder(
         manifest.entry(name)  # unknown modality: a DataError naming the data set's
     wanted = _check_subjects(subjects, subjects_of(folder) if subjects is None else ())
 
-    parts: dict[str, list[NDArray[np.float32]]] = {m: [] for m in names}
+    files = [(subject, path) for subject in wanted for path in recording_files(folder, subject)]
+    one_each = manifest.windowing.mode in ("window", "whole")  # one window per recording
+    out = {
+        m: _Windows(manifest.entry(m).modality.shape, len(files) if one_each else 0) for m in names
+    }
     labels: list[NDArray[np.int64]] = []
     subj: list[NDArray[np.int64]] = []
     trials: list[NDArray[np.int64]] = []
     seen: dict[tuple[int, int, int], Path] = {}
     skipped = 0
-    for subject in wanted:
-        for path in recording_files(folder, subject):
-            recording = read_recording(path, manifest)
-            if recording.subject != subject:
-                raise DataError(
-                    f"{path}: subject is {recording.subject} but the file is in "
-                    f"{path.parent.name}; move it to subject-{recording.subject}"
-                )
-            key = recording_key(recording)
-            if key in seen:
-                raise DataError(
-                    f"{path}: same subject, trial and label as {seen[key].name} "
-                    f"(subject {key[0]}, trial {key[1]}); give each recording its own trial id "
-                    "or remove the duplicate"
-                )
-            seen[key] = path
-            if any(m not in recording.signals for m in names):
-                skipped += 1
-                continue
-            windows, window_labels = cut_windows(recording, manifest, names, str(path))
-            k = len(window_labels)
-            for m in names:
-                parts[m].append(windows[m])
-            labels.append(window_labels)
-            subj.append(np.full(k, recording.subject, dtype=np.int64))
-            trials.append(np.full(k, recording.trial, dtype=np.int64))
+    for done, (subject, path) in enumerate(files):
+        recording = read_recording(path, manifest)
+        if recording.subject != subject:
+            raise DataError(
+                f"{path}: subject is {recording.subject} but the file is in "
+                f"{path.parent.name}; move it to subject-{recording.subject}"
+            )
+        key = recording_key(recording)
+        if key in seen:
+            raise DataError(
+                f"{path}: same subject, trial and label as {seen[key].name} "
+                f"(subject {key[0]}, trial {key[1]}); give each recording its own trial id "
+                "or remove the duplicate"
+            )
+        seen[key] = path
+        if any(m not in recording.signals for m in names):
+            skipped += 1
+            continue
+        windows, window_labels = cut_windows(recording, manifest, names, str(path))
+        del recording  # its file's buffer goes back to the allocator for the next file
+        k = len(window_labels)
+        for m in names:
+            # room for as many windows per file as this one gave, for the files left
+            out[m].add(windows[m], expected=(len(files) - done) * k)
+        labels.append(window_labels)
+        subj.append(np.full(k, subject, dtype=np.int64))
+        trials.append(np.full(k, key[1], dtype=np.int64))
     if skipped:
         log.debug("%s: skipped %d recordings lacking one of %s", folder, skipped, names)
     if not labels or sum(len(x) for x in labels) == 0:
@@ -187,7 +222,7 @@ def load_dataset_folder(
             f"({', '.join(names)}); check the data with mmbind data check {folder}"
         )
     return MultimodalDataset(
-        windows={m: np.concatenate(parts[m]) for m in names},
+        windows={m: out[m].windows() for m in names},
         labels=np.concatenate(labels),
         subjects=np.concatenate(subj),
         trials=np.concatenate(trials),

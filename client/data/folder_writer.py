@@ -21,7 +21,7 @@ from mmbind.dataset_manifest import MANIFEST_NAME, DatasetManifest
 from mmbind.errors import ConfigError, DataError
 
 from .folder_reader import recording_key, subject_folder
-from .recording import Recording, recording_bytes
+from .recording import Recording, write_recording
 
 __all__ = ["DatasetWriter"]
 
@@ -105,7 +105,8 @@ class DatasetWriter:
         folder = subject_folder(self.partial, recording.subject)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.npz"
-        path.write_bytes(recording_bytes(recording))
+        with path.open("wb") as fh:
+            write_recording(recording, fh)
         self.recordings += 1
         return self.target / path.relative_to(self.partial)
 

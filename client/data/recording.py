@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,7 +35,7 @@ from numpy.typing import NDArray
 from mmbind.dataset_manifest import DatasetManifest
 from mmbind.errors import DataError
 
-__all__ = ["START_PREFIX", "Recording", "read_recording", "recording_bytes"]
+__all__ = ["START_PREFIX", "Recording", "read_recording", "recording_bytes", "write_recording"]
 
 #: Key prefix of a modality's start time.
 START_PREFIX = "start_s."
@@ -192,7 +193,10 @@ def _read_stored_npz(path: Path) -> dict[str, NDArray[np.generic]] | None:
     damaged file): :func:`np.load` then reads it, or says why not.
     """
     try:
-        buffer = bytearray(path.read_bytes())  # writable, as np.load's arrays are
+        with path.open("rb", buffering=0) as fh:  # into one writable buffer, as np.load's
+            buffer = bytearray(os.fstat(fh.fileno()).st_size)
+            if fh.readinto(buffer) != len(buffer) or fh.read(1):
+                return None  # changed while read: np.load says what it finds
         data: dict[str, NDArray[np.generic]] = {}
         at = 0
         while buffer[at : at + 4] == b"PK\x03\x04":
@@ -270,8 +274,12 @@ def read_recording(path: Path, manifest: DatasetManifest) -> Recording:
     return recording
 
 
-def recording_bytes(recording: Recording) -> bytes:
-    """The ``.npz`` file of ``recording`` (uncompressed), as bytes."""
+def write_recording(recording: Recording, file: BinaryIO) -> None:
+    """Write the ``.npz`` file of ``recording`` (uncompressed) to the seekable ``file``.
+
+    Written straight to ``file``: a recording of a long table is tens of MB, and going
+    through a buffer would copy it twice more.
+    """
     arrays: dict[str, NDArray[np.generic]] = {
         "subject": np.int64(recording.subject),  # type: ignore[dict-item]
         "trial": np.int64(recording.trial),  # type: ignore[dict-item]
@@ -284,6 +292,11 @@ def recording_bytes(recording: Recording) -> bytes:
         arrays[name] = np.ascontiguousarray(signal)
     for name, start in recording.starts.items():
         arrays[START_PREFIX + name] = np.float64(start)  # type: ignore[assignment]
+    np.savez(file, **arrays)  # type: ignore[arg-type]
+
+
+def recording_bytes(recording: Recording) -> bytes:
+    """The ``.npz`` file of ``recording`` (uncompressed), as bytes."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    write_recording(recording, buffer)
     return buffer.getvalue()

@@ -51,7 +51,10 @@ def _resample(signal: NDArray[np.floating], window: int, axis: int = 0) -> NDArr
 
 
 def _finite(source: str, name: str, signal: NDArray[np.floating]) -> None:
-    bad = ~np.isfinite(signal).all(axis=1)
+    with np.errstate(all="ignore"):  # a sum past the float range is checked below
+        if np.isfinite(np.sum(signal)):  # one pass, no temporary: a finite sum has no NaN/inf
+            return
+    bad = ~np.isfinite(signal).all(axis=1)  # a NaN/inf, or finite values summing past max
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise DataError(
@@ -174,9 +177,8 @@ def _sliding(
         if not cuts[m]:
             windows[m] = np.zeros((0, *shape), dtype=np.float32)
             continue
-        stacked = np.stack(cuts[m])  # (K, n, C): every cut of a modality has one length
-        if stacked.shape[1] == shape[0]:
-            windows[m] = stacked.astype(np.float32)
+        if len(cuts[m][0]) == shape[0]:  # the cut is the window: no resampling, one copy
+            windows[m] = np.stack(cuts[m], dtype=np.float32)
         else:  # one FFT call for all cuts: the same numbers as one call per cut
-            windows[m] = _resample(stacked, shape[0], axis=1)
+            windows[m] = _resample(np.stack(cuts[m]), shape[0], axis=1)
     return windows, np.array(labels, dtype=np.int64)

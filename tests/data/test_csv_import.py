@@ -291,3 +291,31 @@ def test_a_table_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
 
     # Assert
     assert len(ds) == 16
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"1,1,sit,0,0,0,0\n1,1,sit,0,x1,0,0\n", "line 503, column 'ay': 'x1' is not a number"),
+        (b"1,1,sit,0,0,0,0\n1,1,sit,0,\xff,0,0\n", "line 503: not UTF-8 text"),
+        (b"1,1,sit,0,0,0,0\n1,1,sit,0,0\n", "line 503: 5 fields, the header has 7"),
+        (b"1,1,sit,0,0,0,0\n1,y,sit,0,0,0,0\n", "line 503: session 'y' is not an integer"),
+    ],
+)
+def test_a_bad_cell_is_named_by_line_and_column(tmp_path: Path, body: bytes, message: str) -> None:
+    # Prepare: 500 good rows (lines 2-501) first, so the bad one is far into a block
+    good = "".join(f"1,1,sit,{i},0,0,0\n" for i in range(500)).encode()
+    table = tmp_path / "table.csv"
+    table.write_bytes(b"subject,session,activity,ax,ay,az,ecg\n" + good + body)
+
+    # Execute / Assert
+    with pytest.raises(DataError) as err:
+        import_table(table, _mapping(tmp_path), tmp_path / "out")
+    assert f"{table}: {message}" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_repeated_header_column_is_refused(tmp_path: Path) -> None:
+    table = _table(tmp_path, _rows(1, 1, ["sit"] * 5, 0), "subject,session,activity,ax,ax,az,ecg")
+    with pytest.raises(DataError, match="column 'ax' appears twice"):
+        import_table(table, _mapping(tmp_path), tmp_path / "out")
