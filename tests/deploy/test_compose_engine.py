@@ -178,9 +178,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(compose, out, store, timings)
     finally:
         with timings.step("compose down, engine stop"):
-            if compose is not None:
-                compose.down()
-            engine.stop()
+            try:
+                if compose is not None:
+                    compose.down()
+            finally:
+                engine.stop()
         print("\n" + timings.report(tmp_path_factory.getbasetemp() / "compose-timings.json"))
 
 
