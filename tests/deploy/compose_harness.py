@@ -26,7 +26,8 @@ COMPOSE_FILES = (ROOT / "docker-compose.yml", Path(__file__).with_name("compose.
 
 
 class EngineUnavailable(Exception):
-    """No Docker engine answers and none can be started here (the reason is the message)."""
+    """No Docker engine answers and none can be started here, or the offline image cannot be
+    built (no debootstrap): the tests skip, the reason being the message."""
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> str:

@@ -150,7 +150,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         offline_build_possible()
     except EngineUnavailable as exc:
         engine.stop()
-        pytest.skip(f"no Docker engine: {exc}")
+        pytest.skip(f"Docker unavailable: {exc}")
     compose: Compose | None = None
     try:
         with timings.step("deploy/build.sh"):
