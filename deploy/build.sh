@@ -120,12 +120,38 @@ else
   find deploy/wheels -name '*.whl' -delete
   base="${MMBIND_BASE:-python:3.11-slim}"
 fi
+build_key() {
+  # What the image is made of: the Dockerfile, the base image's id and every path the
+  # Dockerfile COPYs from the context (read from its COPY lines).
+  local srcs
+  mapfile -t srcs < <(awk '$1 == "COPY" && $2 !~ /^--/ { for (i = 2; i < NF; i++) print $i }' \
+    deploy/Dockerfile)
+  {
+    echo "$base $(docker image inspect -f '{{.Id}}' "$base" 2>/dev/null || true)"
+    cat deploy/Dockerfile .dockerignore
+    # wheels by name and size (their names carry the versions; hashing 400 MB takes seconds)
+    find "${srcs[@]}" -type f -name '*.whl' -printf '%p %s\n' | sort
+    find "${srcs[@]}" -type f ! -name '*.whl' ! -path '*/__pycache__/*' ! -name '*.pyc' \
+      ! -name '.*' -print0 | sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16
+}
+
+image_size() {
+  docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.2f GB", $1 / 1e9}'
+}
+
 t0=$(date +%s)
-say "docker build $image FROM $base"
-docker build --force-rm -f deploy/Dockerfile --build-arg BASE="$base" -t "$image" . >"$cache/build.log" 2>&1 ||
-  { tail -30 "$cache/build.log" >&2; exit 1; }
-say "image $image: built in $(elapsed "$t0") ($(docker image inspect -f '{{.Size}}' "$image" |
-  awk '{printf "%.2f GB", $1 / 1e9}')); total $(elapsed "$t_all")"
+key="$(build_key)"
+label=org.mmbind.build-key
+if [[ "$(docker image inspect -f "{{index .Config.Labels \"$label\"}}" "$image" 2>/dev/null)" == "$key" ]]; then
+  # Nothing it is made of changed: skip even the context upload (~400 MB of wheels).
+  say "image $image: up to date (build key $key, $(image_size)); total $(elapsed "$t_all")"
+else
+  say "docker build $image FROM $base"
+  docker build --force-rm -f deploy/Dockerfile --build-arg BASE="$base" --label "$label=$key" \
+    -t "$image" . >"$cache/build.log" 2>&1 || { tail -30 "$cache/build.log" >&2; exit 1; }
+  say "image $image: built in $(elapsed "$t0") ($(image_size)); total $(elapsed "$t_all")"
+fi
 echo "export MMBIND_IMAGE=$image MMBIND_BASE=$base"
 if ((offline)); then
   echo "export MMBIND_REDIS_IMAGE=$base_image"

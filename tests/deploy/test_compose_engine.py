@@ -1,7 +1,9 @@
 """``docker compose up``, for real: the image built and the whole topology run in containers.
 
-The Docker engine that answers is used, or ``dockerd`` is started (and stopped by its PID at
-the end); where no engine can start, these tests skip with the reason. The image is built by
+Part of the default test command (``MMBIND_COMPOSE_ENGINE=0`` skips it). The Docker engine
+that answers is used, or ``dockerd`` is started (and stopped by its PID at the end, even when a
+test fails); where no engine can start (no docker.io, not root, no debootstrap for the
+offline base), these tests skip with the reason. The image is built by
 ``deploy/build.sh`` (``--offline``: a debootstrapped Debian base and a wheelhouse made by the
 host's pip, both cached in ``~/.cache/mmbind-docker``; the engine keeps its layer cache), then
 one compose project runs docker-compose.yml on synthetic data with a seconds-long recipe:
@@ -12,11 +14,14 @@ the end.
 The tests run in file order on the same project: the coordinator container is killed after
 the binding checkpoint and started again, ``mmbind run --resume`` finishes the run, and its
 figures equal those of ``mmbind simulate``; then a node container is killed in the align phase
-of a second run, which finishes without it and records it as a dropout.
+of a second run, which finishes without it and records it as a dropout. How long each step
+took is printed at the end (``-s``) and written to ``compose-timings.json`` in pytest's
+base temporary folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -35,6 +40,7 @@ from compose_harness import (
     container_logs,
     docker,
     health,
+    offline_build_possible,
     wait_container,
 )
 from deploy_harness import TINY
@@ -42,13 +48,12 @@ from deploy_harness import TINY
 from mmbind.processes import free_port, port_is_open
 from mmbind.server.redis_store import RedisBindingStore
 
-OPT_IN = "MMBIND_COMPOSE_ENGINE"
+OPT_OUT = "MMBIND_COMPOSE_ENGINE"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        os.environ.get(OPT_IN) != "1",
-        reason=f"opt-in ({OPT_IN}=1): builds the image and runs the topology in Docker, "
-        "about 25 min on 2 cores, too long for the default test command",
+        os.environ.get(OPT_OUT) == "0",
+        reason=f"{OPT_OUT}=0: the image build and the topology in Docker are skipped",
     ),
 ]
 
@@ -60,6 +65,29 @@ RUN = [
 ]  # fmt: skip
 
 
+class Timings:
+    """Seconds each step of the module took, in order (printed and written at the end)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time the block as ``name``."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.steps[name] = round(time.monotonic() - start, 1)
+
+    def report(self, path: Path) -> str:
+        """Write the steps as JSON to ``path``; the text printed for them."""
+        path.write_text(json.dumps(self.steps, indent=2) + "\n")
+        return "compose engine test, seconds: " + ", ".join(
+            f"{name} {seconds:.0f}" for name, seconds in self.steps.items()
+        )
+
+
 @dataclass
 class Stack:
     """The running compose project of this module."""
@@ -67,17 +95,17 @@ class Stack:
     compose: Compose
     out: Path
     store: RedisBindingStore
-    build_seconds: float
+    timings: Timings
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something truthy; that value."""
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 1) -> Any:
+    """Poll ``predicate`` every ``poll`` seconds until it returns something truthy; that value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(1)
+        time.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
@@ -114,14 +142,19 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("compose")
+    timings = Timings()
     engine = Engine(tmp / "dockerd.log")
     try:
-        engine.start()
+        with timings.step("engine start"):
+            engine.start()
+        offline_build_possible()
     except EngineUnavailable as exc:
-        pytest.skip(f"no Docker engine: {exc}")
+        engine.stop()
+        pytest.skip(f"Docker unavailable: {exc}")
     compose: Compose | None = None
     try:
-        exported, build_seconds = build_image(tmp / "build.log")
+        with timings.step("deploy/build.sh"):
+            exported = build_image(tmp / "build.log")
         (tmp / "data").mkdir()  # synthetic data: the UTD-MHAD mount is an empty folder
         out = tmp / "out"
         out.mkdir()
@@ -139,13 +172,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "MMBIND_SIMULATE_ARGS": TINY_ARGS,
             },
         )
-        compose("up", "-d", "redis", "coordinator", *NODES, timeout=900)
+        with timings.step("compose up (redis, coordinator healthy, nodes)"):
+            compose("up", "-d", "redis", "coordinator", *NODES, timeout=900)
         store = RedisBindingStore(f"redis://127.0.0.1:{compose.published('redis', 6379)}/0")
-        yield Stack(compose, out, store, build_seconds)
+        yield Stack(compose, out, store, timings)
     finally:
-        if compose is not None:
-            compose.down()
-        engine.stop()
+        with timings.step("compose down, engine stop"):
+            try:
+                if compose is not None:
+                    compose.down()
+            finally:
+                engine.stop()
+        print("\n" + timings.report(tmp_path_factory.getbasetemp() / "compose-timings.json"))
 
 
 def test_topology_is_up_on_loopback_ports(stack: Stack) -> None:
@@ -165,40 +203,48 @@ def test_topology_is_up_on_loopback_ports(stack: Stack) -> None:
             "inspect", "-f", '{{index .Config.Labels "mmbind.role"}}', compose.container(node)
         )
         assert label == role
-    print(f"deploy/build.sh: {stack.build_seconds:.0f} s")
 
 
 def test_coordinator_killed_after_binding_resumes_with_simulate_figures(stack: Stack) -> None:
-    compose, store, out = stack.compose, stack.store, stack.out
-    # Prepare
-    compose("up", "-d", "--no-deps", "runner")  # the runner as `docker compose up` starts it
-    run_id = run_id_of(compose.container("runner"))
+    compose, store, out, step = stack.compose, stack.store, stack.out, stack.timings.step
+    # Prepare: the runner as `docker compose up` starts it
+    with step("resume: runner up to the binding checkpoint"):
+        compose("up", "-d", "--no-deps", "runner")
+        run_id = run_id_of(compose.container("runner"))
 
-    def bound() -> bool:
-        cp = store.checkpoint(run_id)
-        return cp is not None and cp["step"] == "binding"
+        def bound() -> bool:
+            cp = store.checkpoint(run_id)
+            return cp is not None and cp["step"] == "binding"
 
-    wait_for(bound, 1200, "the binding checkpoint")
+        wait_for(bound, 1200, "the binding checkpoint", poll=0.2)
     # Execute: SIGKILL to the coordinator container (SuperLink, BindingService, ServerApp)
-    compose("kill", "coordinator")
-    assert compose.state("coordinator")[0] == "exited"
-    compose("start", "coordinator")
-    coordinator = compose.container("coordinator")
-    wait_for(lambda: health(coordinator) == "healthy", 300, "the restarted coordinator's health")
-    resumed = compose(
-        "run", "-d", "--no-deps", "runner", *RUN, "--output", "/results/resumed",
-        "--resume", run_id, *TINY_ARGS.split(),
-    ).splitlines()[-1].strip()  # fmt: skip
-    first_code = compose.wait("runner", 600)
-    first_log = compose.logs("runner")
-    code = wait_container(resumed, 1200)
-    resumed_log = container_logs(resumed)
-    docker("rm", "-f", resumed, check=False)
+    with step("resume: coordinator killed, restarted, healthy"):
+        compose("kill", "coordinator")
+        assert compose.state("coordinator")[0] == "exited"
+        compose("start", "coordinator")
+        coordinator = compose.container("coordinator")
+        wait_for(lambda: health(coordinator) == "healthy", 300, "the restarted coordinator")
+    with step("resume: first runner gives up"):
+        # (it shares the killed container's network namespace, so it loses the coordinator
+        # for good and exits after 20 s; `docker-compose run` v1 links a one-off container to
+        # its service's running containers, which `network_mode: service:` forbids, so the
+        # resumed runner starts after that exit, as the README's resume does)
+        first_code = compose.wait("runner", 600)
+        first_log = compose.logs("runner")
+    with step("resume: resumed run"):
+        resumed = compose(
+            "run", "-d", "--no-deps", "runner", *RUN, "--output", "/results/resumed",
+            "--resume", run_id, *TINY_ARGS.split(),
+        ).splitlines()[-1].strip()  # fmt: skip
+        code = wait_container(resumed, 1200)
+        resumed_log = container_logs(resumed)
+        docker("rm", "-f", resumed, check=False)
     # ... and `mmbind simulate` in its own container (profile simulate), same seed and recipe
     # (afterwards, not beside the run: on 2 busy cores a ClientApp that takes over 30 s to
     # start is started again by Flower, and again, which only adds load)
-    simulate = compose.popen("--profile", "simulate", "run", "--rm", "-T", "simulate")
-    sim_out, _ = simulate.communicate(timeout=1200)
+    with step("resume: mmbind simulate"):
+        simulate = compose.popen("--profile", "simulate", "run", "--rm", "-T", "simulate")
+        sim_out, _ = simulate.communicate(timeout=1200)
     # Assert: the first runner gave up on its dead attempt and names the resume command
     assert first_code != 0, first_log[-3000:]
     assert f"--resume {run_id}" in first_log, first_log[-3000:]
@@ -217,19 +263,23 @@ def test_coordinator_killed_after_binding_resumes_with_simulate_figures(stack: S
 
 
 def test_node_container_killed_mid_align_is_a_dropout(stack: Stack) -> None:
-    compose, store, out = stack.compose, stack.store, stack.out
+    compose, store, out, step = stack.compose, stack.store, stack.out, stack.timings.step
     # Prepare: a second run, nodes given 5 s to come back once declared unavailable
-    compose(
-        "up", "-d", "--no-deps", "--force-recreate", "runner",
-        MMBIND_OUTPUT=str(out / "dropout"),
-        MMBIND_RUN_ARGS=f"{TINY_ARGS} -c node-grace-seconds=5",
-    )  # fmt: skip
-    run_id = run_id_of(compose.container("runner"))
-    wait_for(lambda: seen(store, run_id, "progress", label="align"), 1200, "the align phase")
+    with step("dropout: runner up to the align phase"):
+        compose(
+            "up", "-d", "--no-deps", "--force-recreate", "runner",
+            MMBIND_OUTPUT=str(out / "dropout"),
+            MMBIND_RUN_ARGS=f"{TINY_ARGS} -c node-grace-seconds=5",
+        )  # fmt: skip
+        run_id = run_id_of(compose.container("runner"))
+        wait_for(
+            lambda: seen(store, run_id, "progress", label="align"), 1200, "the align phase", 0.2
+        )
     # Execute: node B's container is killed mid-align
-    compose("kill", "node-b")
-    code = compose.wait("runner", 900)
-    log = compose.logs("runner")
+    with step("dropout: node-b killed, run finishes"):
+        compose("kill", "node-b")
+        code = compose.wait("runner", 900)
+        log = compose.logs("runner")
     # Assert: the run completed without B, recorded as a dropout of its align message
     assert code == 0, log[-3000:]
     assert compose.state("node-b")[0] == "exited"  # killed, not restarted
