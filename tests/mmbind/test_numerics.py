@@ -1,0 +1,62 @@
+"""The CPU kernels torch may pick are pinned to AVX2 on import, unless the user chose."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmbind.numerics import PINNED, cpu_has_avx2, pin_cpu_kernels
+
+FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx {extra} fma\n"
+
+
+@pytest.mark.parametrize(("extra", "expected"), [("avx2", True), ("avx512f", False), ("", False)])
+def test_avx2_is_read_from_the_flags_line(tmp_path: Path, extra: str, expected: bool) -> None:
+    # Prepare
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(FLAGS.format(extra=extra))
+
+    # Execute / Assert
+    if expected and not cpu_has_avx2():  # not an x86-64 machine: never pinned
+        pytest.skip("this processor is not x86-64 with AVX2")
+    assert cpu_has_avx2(cpuinfo) is expected
+
+
+def test_a_missing_cpuinfo_means_no_avx2(tmp_path: Path) -> None:
+    assert cpu_has_avx2(tmp_path / "absent") is False
+
+
+def test_pinning_sets_every_library_and_keeps_what_the_user_set() -> None:
+    # Prepare
+    env = {"MKL_CBWR": "COMPATIBLE", "PATH": "/bin"}
+
+    # Execute
+    added = pin_cpu_kernels(env, avx2=True)
+
+    # Assert
+    assert added == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert env == {**PINNED, "MKL_CBWR": "COMPATIBLE", "PATH": "/bin"}
+
+
+def test_nothing_is_pinned_without_avx2() -> None:
+    env: dict[str, str] = {}
+    assert pin_cpu_kernels(env, avx2=False) == {} and env == {}
+
+
+def _capability(**extra: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in PINNED} | extra
+    code = "import mmbind, torch; print(torch.backends.cpu.get_cpu_capability())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(not cpu_has_avx2(), reason="this processor is not x86-64 with AVX2")
+def test_importing_mmbind_gives_torch_the_avx2_kernels_unless_told_otherwise() -> None:
+    assert _capability() == "AVX2"
+    assert _capability(ATEN_CPU_CAPABILITY="default") == "DEFAULT"
