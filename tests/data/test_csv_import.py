@@ -10,37 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from table_mappings import WHOLE, table_mapping
 
 from mmbind.client.data.csv_import import ImportMapping, import_files, import_table
 from mmbind.client.data.folder_check import check_dataset_folder
 from mmbind.client.data.folder_reader import load_dataset_folder
 from mmbind.errors import ConfigError, DataError
 
-TABLE_MAPPING = """
-name = "wrist-lab"
-classes = ["sit", "walk"]
-
-[table]
-subject = "subject"
-label = "activity"
-trial = "session"
-rate_hz = 10.0
-
-[windowing]
-mode = "sliding"
-length_s = 1.0
-stride_s = 0.5
-
-[modalities.wrist_acc]
-columns = ["ax", "ay", "az"]
-unit = "g"
-window = 10
-
-[modalities.ecg]
-columns = ["ecg"]
-unit = "mV"
-window = 5
-"""
+TABLE_MAPPING = table_mapping()
 
 
 def _rows(subject: int, session: int, labels: list[str], seed: int) -> list[str]:
@@ -95,7 +72,7 @@ def test_whole_recordings_split_a_block_at_each_label_change(tmp_path: Path) -> 
     # Prepare
     mapping = _mapping(
         tmp_path,
-        TABLE_MAPPING.replace('mode = "sliding"\nlength_s = 1.0\nstride_s = 0.5', 'mode = "whole"'),
+        table_mapping(WHOLE),
     )
     table = _table(tmp_path, _good_rows())
 

@@ -8,37 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from table_mappings import SLIDING, WHOLE, table_mapping
 
 from mmbind.client.data import csv_import
 from mmbind.client.data.csv_import import ImportMapping, import_table
 from mmbind.errors import DataError
 from mmbind.server.cli import main
-
-MAPPING = """
-name = "wrist-lab"
-classes = ["sit", "walk"]
-
-[table]
-subject = "subject"
-label = "activity"
-trial = "session"
-rate_hz = 10.0
-
-[windowing]
-{windowing}
-
-[modalities.wrist_acc]
-columns = ["ax", "ay", "az"]
-unit = "g"
-window = 10
-
-[modalities.ecg]
-columns = ["ecg"]
-unit = "mV"
-window = 5
-"""
-SLIDING = 'mode = "sliding"\nlength_s = 1.0\nstride_s = 0.5'
-WHOLE = 'mode = "whole"'
 
 
 def _columns(seed: int) -> dict[str, list[object]]:
@@ -77,7 +52,7 @@ def _write_parquet(path: Path, columns: dict[str, list[object]], **types: pa.Dat
 
 def _mapping(tmp_path: Path, windowing: str = SLIDING) -> ImportMapping:
     path = tmp_path / "mapping.toml"
-    path.write_text(MAPPING.format(windowing=windowing))
+    path.write_text(table_mapping(windowing))
     return ImportMapping.read(path)
 
 

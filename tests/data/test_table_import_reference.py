@@ -15,36 +15,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_csv_import import ImportMapping as ReferenceMapping
 from reference_csv_import import import_table as reference_import_table
+from table_mappings import WHOLE, table_mapping
 
 from mmbind.client.data import csv_import
 from mmbind.client.data.csv_import import ImportMapping, import_table
 from mmbind.errors import DataError
 
-MAPPING = """
-name = "reference"
-classes = ["sit", "walk"]
-
-[table]
-subject = "subject"
-label = "activity"
-trial = "session"
-rate_hz = 10.0
-
-[windowing]
-{windowing}
-
-[modalities.acc]
-columns = ["ax", "ay"]
-unit = "g"
-window = 4
-
-[modalities.ecg]
-columns = ["ecg"]
-unit = "mV"
-window = 2
-"""
 SLIDING = 'mode = "sliding"\nlength_s = 0.4\nstride_s = 0.2'
-WHOLE = 'mode = "whole"'
+
+
+def _reference_mapping(windowing: str) -> str:
+    return table_mapping(windowing, name="reference", acc=("acc", ["ax", "ay"], 4), ecg_window=2)
+
 
 ODD_CELLS = (
     "1e-310",
@@ -123,7 +105,7 @@ def test_the_import_equals_the_previous_importer(
     root = tmp_path_factory.mktemp("ref")
     path = root / "table.csv"
     path.write_bytes(table.encode())
-    (root / "mapping.toml").write_text(MAPPING.format(windowing=windowing))
+    (root / "mapping.toml").write_text(_reference_mapping(windowing))
     monkeypatch.setattr(csv_import, "_CHUNK_BYTES", chunk)
 
     # Execute
@@ -147,7 +129,7 @@ def test_the_import_equals_the_previous_importer(
 def _import_both(root: Path, table: str, windowing: str) -> list[object]:
     path = root / "table.csv"
     path.write_bytes(table.encode())
-    (root / "mapping.toml").write_text(MAPPING.format(windowing=windowing))
+    (root / "mapping.toml").write_text(_reference_mapping(windowing))
     outcomes: list[object] = []
     for run, mapping_type, target in (
         (reference_import_table, ReferenceMapping, root / "old"),
