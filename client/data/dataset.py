@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from mmbind.errors import ConfigError, DataError
 from mmbind.modalities import get_modality, parse_modalities
 
-__all__ = ["MultimodalDataset"]
+__all__ = ["MultimodalDataset", "sum_is_finite"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,17 @@ def _as_int64(name: str, values: ArrayLike) -> NDArray[np.int64]:
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise DataError(f"{name} must hold integers, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
+
+
+def sum_is_finite(values: NDArray[np.floating]) -> bool:
+    """Whether ``values`` sum to a finite number: then none is NaN or infinite.
+
+    One pass without a temporary array, the cheap first check of finiteness; a ``False`` (a
+    NaN, an infinity, or finite values summing past the float range) asks for the exact,
+    element-wise check.
+    """
+    with np.errstate(all="ignore"):
+        return bool(np.isfinite(np.sum(values)))
 
 
 @dataclass
@@ -90,9 +101,7 @@ class MultimodalDataset:
                     f"windows[{name!r}] has shape {w.shape}; expected {expected} "
                     f"(N samples x {modality.window} steps x {modality.channels} channels)"
                 )
-            with np.errstate(all="ignore"):  # a finite sum: no NaN/inf (one pass)
-                suspect = n > 0 and not np.isfinite(np.sum(w))
-            if suspect:
+            if n > 0 and not sum_is_finite(w):
                 finite = np.isfinite(w).reshape(n, -1).all(axis=1)
                 if not finite.all():
                     bad = np.flatnonzero(~finite)

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from mmbind.dataset_manifest import DatasetManifest
 from mmbind.errors import DataError
 
+from .dataset import sum_is_finite
 from .recording import Recording
 
 __all__ = ["cut_windows", "window_label"]
@@ -51,9 +52,8 @@ def _resample(signal: NDArray[np.floating], window: int, axis: int = 0) -> NDArr
 
 
 def _finite(source: str, name: str, signal: NDArray[np.floating]) -> None:
-    with np.errstate(all="ignore"):  # a sum past the float range is checked below
-        if np.isfinite(np.sum(signal)):  # one pass, no temporary: a finite sum has no NaN/inf
-            return
+    if sum_is_finite(signal):
+        return
     bad = ~np.isfinite(signal).all(axis=1)  # a NaN/inf, or finite values summing past max
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
