@@ -9,8 +9,8 @@ and the same pinned install gave MMBind 0.763 on UTD-MHAD split 0 on one 2-core 
 
 :func:`pin_cpu_kernels` asks all three libraries for their AVX2 kernels (present on every
 x86-64 server and laptop of the last decade; on this 2-core AVX2 machine the pinned figures
-are bit-identical to the unpinned ones), so that a run gives the same figures on any such
-machine. It runs when the package is imported, before any torch kernel is dispatched, so the
+are bit-identical to the unpinned ones), so that a run is meant to give the same figures on
+any such machine (checked on AVX2 machines only: an AVX-512 one is still to be compared). It runs when the package is imported, before any torch kernel is dispatched, so the
 ClientApps, Ray workers and Flower processes a run starts inherit it through the environment.
 A variable the user already set is left as it is (``ATEN_CPU_CAPABILITY=default`` and so on
 choose another path); on a processor without AVX2, or not x86-64, nothing is set.
@@ -66,8 +66,9 @@ def pin_cpu_kernels(
         was already set).
     """
     env = os.environ if environ is None else environ
-    if not (cpu_has_avx2() if avx2 is None else avx2):
-        return {}
     added = {k: v for k, v in PINNED.items() if k not in env}
+    # a process a run starts inherits every variable: it need not read /proc/cpuinfo again
+    if not added or not (cpu_has_avx2() if avx2 is None else avx2):
+        return {}
     env.update(added)
     return added
