@@ -6,7 +6,8 @@ The package maps the repository's top-level folders into one namespace:
 the centralised baseline, on top of the others) and ``mmbind.protos`` (the gRPC contract).
 
 Importing the package pins torch's CPU kernels to one instruction set
-(:mod:`mmbind.numerics`), so that the same seed is meant to give the same figures on any x86-64 machine with AVX2.
+(:mod:`mmbind.numerics`), so that the same seed is meant to give the same figures on any
+x86-64 machine with AVX2.
 """
 
 from mmbind.numerics import pin_cpu_kernels

@@ -10,7 +10,8 @@ and the same pinned install gave MMBind 0.763 on UTD-MHAD split 0 on one 2-core 
 :func:`pin_cpu_kernels` asks all three libraries for their AVX2 kernels (present on every
 x86-64 server and laptop of the last decade; on this 2-core AVX2 machine the pinned figures
 are bit-identical to the unpinned ones), so that a run is meant to give the same figures on
-any such machine (checked on AVX2 machines only: an AVX-512 one is still to be compared). It runs when the package is imported, before any torch kernel is dispatched, so the
+any such machine (checked on AVX2 machines only: an AVX-512 one is still to be compared). It
+runs when the package is imported, before any torch kernel is dispatched, so the
 ClientApps, Ray workers and Flower processes a run starts inherit it through the environment.
 A variable the user already set is left as it is (``ATEN_CPU_CAPABILITY=default`` and so on
 choose another path); on a processor without AVX2, or not x86-64, nothing is set.
