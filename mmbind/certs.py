@@ -17,8 +17,13 @@ gets only its part of it:
   ``--trusted-entities``).
 * ``operator/``: for ``mmbind run|nodes --certs`` on the operator's machine. ``ca.pem``,
   ``operator.token`` and ``nodes/NAME.pub`` (the keys to register).
+* with ``redis=True`` (``--redis``): a Redis password, as ``coordinator/redis.password``
+  (``MMBIND_REDIS_PASSWORD_FILE``) and ``redis/redis.conf`` (``requirepass``: the file
+  ``redis-server`` is started with).
 
-Every file is created with mode 0600 (folders 0700), with the ``cryptography`` library.
+Every file is created with mode 0600 (folders 0700), with the ``cryptography`` library. The
+folder appears whole or not at all: it is written under a temporary name beside it and renamed
+at the end, so a folder that exists is one ``init_certs`` finished.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import ipaddress
 import os
 import re
 import secrets
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +60,9 @@ APP_SIGNING_KEY = "app-signing.key"
 NODE_KEY = "auth.key"
 NODE_PUB = "auth.pub"
 TRUSTED_ENTITIES = "trusted-entities.yaml"
+REDIS_DIR = "redis"
+REDIS_PASSWORD = "redis.password"
+REDIS_CONF = "redis.conf"
 APP_SIGNER_ID = "mmbind-coordinator"
 """The key id under which the coordinator signs admitted app bundles."""
 
@@ -196,7 +206,9 @@ class CertsLayout:
         return self.root / NODES_DIR / name
 
 
-def init_certs(folder: str | Path, hosts: Sequence[str], nodes: Sequence[str] = ()) -> CertsLayout:
+def init_certs(
+    folder: str | Path, hosts: Sequence[str], nodes: Sequence[str] = (), *, redis: bool = False
+) -> CertsLayout:
     """Create a deployment's CA, coordinator certificate, tokens and node keys in ``folder``.
 
     Parameters
@@ -208,6 +220,9 @@ def init_certs(folder: str | Path, hosts: Sequence[str], nodes: Sequence[str] = 
         its common name.
     nodes : sequence of str
         Nodes to make key pairs for (more can be added with :func:`add_node`).
+    redis : bool
+        Also make a Redis password: ``coordinator/redis.password`` and
+        ``redis/redis.conf`` (``requirepass``).
 
     Raises
     ------
@@ -222,8 +237,27 @@ def init_certs(folder: str | Path, hosts: Sequence[str], nodes: Sequence[str] = 
         )
     if not hosts:
         raise ConfigError("the coordinator needs at least one host name or address (--host)")
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    layout = CertsLayout(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside it and renamed at the end: an interrupted init leaves no folder that
+    # looks made (a one-shot container that runs `test -d FOLDER || mmbind certs init ...`
+    # would otherwise keep a half-written one).
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        _write_layout(CertsLayout(tmp), hosts, nodes, redis)
+        if root.exists():
+            root.rmdir()  # empty (checked above)
+        tmp.rename(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return CertsLayout(root)
+
+
+def _write_layout(
+    layout: CertsLayout, hosts: Sequence[str], nodes: Sequence[str], redis: bool
+) -> None:
+    root = layout.root
+    os.chmod(root, 0o700)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = f"mmbind CA {hosts[0]} {secrets.token_hex(4)}"  # one per deployment
     ca_cert = _certificate(ca_name, ca_key.public_key(), None, ca_key, ca=True)
@@ -245,12 +279,15 @@ def init_certs(folder: str | Path, hosts: Sequence[str], nodes: Sequence[str] = 
     signing_key = ed25519.Ed25519PrivateKey.generate()
     _private_file(coord / APP_SIGNING_KEY, _ssh_private(signing_key))
     _private_file(coord / TRUSTED_ENTITIES, _trusted_entities(signing_key))
+    if redis:
+        password = new_token()
+        _private_file(coord / REDIS_PASSWORD, password.encode())
+        _private_file(root / REDIS_DIR / REDIS_CONF, f"requirepass {password}\n".encode())
 
     _private_file(layout.operator / CA_CERT, ca_pem)
     _private_file(layout.operator / OPERATOR_TOKEN, operator_token.encode())
     for name in nodes:
         add_node(layout, name)
-    return layout
 
 
 def _trusted_entities(signing_key: ed25519.Ed25519PrivateKey) -> bytes:

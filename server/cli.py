@@ -413,11 +413,14 @@ def _add_data_parser(sub: Any) -> None:
 def cmd_certs_init(args: argparse.Namespace, settings: MMBindSettings) -> int:
     from mmbind.certs import init_certs, parse_hosts, parse_node_names
 
-    layout = init_certs(args.folder, parse_hosts(args.host), parse_node_names(args.nodes))
+    layout = init_certs(
+        args.folder, parse_hosts(args.host), parse_node_names(args.nodes), redis=args.redis
+    )
+    redis = ", redis/ to the Redis server (redis-server redis.conf)" if args.redis else ""
     print(
         f"mmbind certs: made {layout.root}: copy coordinator/ to the coordinator "
         f"(mmbind-server --certs), nodes/NAME/ to node NAME (mmbind-client --certs), "
-        f"operator/ to where you run `mmbind run --certs`; keep ca/ offline"
+        f"operator/ to where you run `mmbind run --certs`{redis}; keep ca/ offline"
     )
     return 0
 
@@ -435,8 +438,14 @@ def cmd_nodes(args: argparse.Namespace, settings: MMBindSettings) -> int:
 
     certs = args.certs or settings.certs_dir
     if args.action == "register":
-        node_id = register_node(args.superlink, certs, args.public_key, args.name)
-        print(f"mmbind nodes: registered {args.name or args.public_key} as node {node_id}")
+        node_id = register_node(
+            args.superlink, certs, args.public_key, args.name, exist_ok=args.exist_ok
+        )
+        who = args.name or args.public_key
+        if node_id is None:
+            print(f"mmbind nodes: {who} is registered already (its key is in use)")
+        else:
+            print(f"mmbind nodes: registered {who} as node {node_id}")
     elif args.action == "revoke":
         node_id = revoke_node(args.superlink, certs, args.node)
         print(f"mmbind nodes: revoked node {node_id}")
@@ -464,6 +473,12 @@ def _add_security_parsers(sub: Any) -> None:
         "(its certificate's subject-alternative names), e.g. coord.example,127.0.0.1",
     )
     init.add_argument("--nodes", default="", help="node names to make keys for, e.g. A,B,C,test")
+    init.add_argument(
+        "--redis",
+        action="store_true",
+        help="also make a Redis password: coordinator/redis.password (for "
+        "MMBIND_REDIS_PASSWORD_FILE) and redis/redis.conf (requirepass, for redis-server)",
+    )
     init.set_defaults(func=cmd_certs_init)
     add = certs_sub.add_parser("add-node", help="make one more node's keys in FOLDER")
     add.add_argument("folder", help="a folder made by `mmbind certs init`")
@@ -486,6 +501,12 @@ def _add_security_parsers(sub: Any) -> None:
         if name == "register":
             p.add_argument("public_key", help="the node's OpenSSH public key file (auth.pub)")
             p.add_argument("--name", default="", help="a name for Flower's records")
+            p.add_argument(
+                "--exist-ok",
+                action="store_true",
+                help="a key the SuperLink holds already is not an error (a revoked key stays "
+                "revoked); for scripts that register on every start",
+            )
         if name == "revoke":
             p.add_argument("node", help="the node's id (printed by register; mmbind nodes list)")
         p.set_defaults(func=cmd_nodes)

@@ -30,6 +30,8 @@ from mmbind.processes import is_loopback, parse_address
 log = logging.getLogger(__name__)
 
 CONNECTION = "mmbind"
+KEY_IN_USE = "Public key already in use"
+"""What Flower 1.42's SuperLink answers to a ``supernode register`` of a key it holds."""
 # Flower's CLI keys (flwr/cli/constant.py, 1.42): where its OIDC plugin keeps tokens.
 _AUTHN_TYPE_KEY = "flower.account-auth.%s.authn-type"
 _ACCESS_TOKEN_KEY = "flower.account-auth.%s.oidc-access-token"
@@ -122,8 +124,26 @@ def _nodes_home(superlink: str, certs: str | Path | None, tmp: str) -> Path:
     return write_flower_home(Path(tmp) / "flwr-home", superlink, client)
 
 
-def register_node(superlink: str, certs: str | Path | None, public_key: str, name: str) -> int:
-    """Admit the node whose OpenSSH public key is in ``public_key``; return its node id."""
+def register_node(
+    superlink: str,
+    certs: str | Path | None,
+    public_key: str,
+    name: str,
+    *,
+    exist_ok: bool = False,
+) -> int | None:
+    """Admit the node whose OpenSSH public key is in ``public_key``; return its node id.
+
+    With ``exist_ok``, a key the SuperLink holds already (registered before, or revoked:
+    Flower keeps revoked keys and refuses them) returns ``None`` instead of raising.
+
+    Raises
+    ------
+    ConfigError
+        No key file, or no operator certificates.
+    FederationError
+        The SuperLink refused the registration (the message says why).
+    """
     key = Path(public_key).expanduser()
     if not key.is_file():
         raise ConfigError(f"public key file {str(key)!r} not found (a node's auth.pub)")
@@ -131,7 +151,12 @@ def register_node(superlink: str, certs: str | Path | None, public_key: str, nam
         home = _nodes_home(superlink, certs, tmp)
         extra = ["--name", name] if name else []
         proc = flwr(home, "supernode", "register", str(key), CONNECTION, *extra, "--format", "json")
-        reply = json_reply(proc, f"the SuperLink at {superlink} refused to register {key}")
+        try:
+            reply = json_reply(proc, f"the SuperLink at {superlink} refused to register {key}")
+        except FederationError as exc:
+            if exist_ok and KEY_IN_USE in str(exc):
+                return None
+            raise
     return int(reply.get("node-id", 0))
 
 

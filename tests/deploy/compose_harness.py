@@ -23,6 +23,7 @@ from host_tools import system_tool_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = (ROOT / "docker-compose.yml", Path(__file__).with_name("compose.ci.yml"))
+SECURE_FILES = (ROOT / "docker-compose.yml", ROOT / "docker-compose.secure.yml")
 
 
 class EngineUnavailable(Exception):
@@ -203,13 +204,16 @@ def compose_command() -> list[str]:
 
 
 class Compose:
-    """One compose project of docker-compose.yml (+ compose.ci.yml), taken down by ``down``."""
+    """One compose project of ``files`` (default: docker-compose.yml + compose.ci.yml), taken
+    down by ``down``."""
 
-    def __init__(self, project: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, project: str, env: dict[str, str], files: tuple[Path, ...] = COMPOSE_FILES
+    ) -> None:
         self.project = project
         self.env = {**system_tool_env(), **env}
         self.base = [*compose_command(), "-p", project]
-        for f in COMPOSE_FILES:
+        for f in files:
             self.base += ["-f", str(f)]
 
     def __call__(self, *args: str, timeout: float = 600, **env: str) -> str:

@@ -20,6 +20,7 @@ from host_tools import system_tool_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
+SECURE = ROOT / "docker-compose.secure.yml"
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
@@ -36,11 +37,11 @@ def test_compose_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def compose_config(*args: str) -> dict[str, Any]:
-    """``docker-compose config``: the file as compose resolves it (variables at defaults)."""
+def compose_config(*args: str, files: tuple[Path, ...] = (COMPOSE,)) -> dict[str, Any]:
+    """``docker-compose config``: the files as compose resolves them (variables at defaults)."""
     env = {k: v for k, v in system_tool_env().items() if not k.startswith("MMBIND_")}
     proc = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), *args, "config"],
+        ["docker-compose", *(x for f in files for x in ("-f", str(f))), *args, "config"],
         capture_output=True, text=True, cwd=ROOT, check=True, env=env,
     )  # fmt: skip
     config: dict[str, Any] = yaml.safe_load(proc.stdout)
@@ -99,3 +100,38 @@ def test_dockerfile_builds_from_a_base_given_by_a_build_arg() -> None:
     assert lines.index("ARG BASE=python:3.11-slim") < lines.index(froms[0])
     assert froms == ["FROM ${BASE} AS build", "FROM ${BASE}"]
     assert not list((ROOT / "deploy").glob("*.Dockerfile"))  # no per-role images left
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_the_secure_overlay_passes_certificates_everywhere_and_no_insecure() -> None:
+    # Execute: docker-compose.yml with docker-compose.secure.yml, as compose merges them
+    services = compose_config(files=(COMPOSE, SECURE))["services"]
+
+    # Assert: nothing plaintext; each process gets its own folder of the one made by `certs`
+    def command(name: str) -> str:
+        cmd = services[name]["command"]
+        return cmd if isinstance(cmd, str) else " ".join(cmd)
+
+    assert all("--insecure" not in command(name) for name in services)
+    assert "--certs /certs/deploy/coordinator" in command("coordinator")
+    assert "--certs /certs/deploy/operator" in command("runner")
+    nodes = {k: v for k, v in services.items() if k.startswith("node-")}
+    for name, node in nodes.items():
+        role = node["labels"]["mmbind.role"]
+        assert f"--certs /certs/deploy/nodes/{role}" in command(name)
+        # a node starts once its key is registered, and still after the coordinator is healthy
+        assert node["depends_on"]["register"]["condition"] == "service_completed_successfully"
+        assert node["depends_on"]["coordinator"]["condition"] == "service_healthy"
+        assert "mmbind-certs:/certs:ro" in node["volumes"]
+    # ... keys made for exactly these nodes
+    roles = ",".join(n["labels"]["mmbind.role"] for n in nodes.values())
+    assert f"--nodes {roles}" in command("certs") and roles == "A,B,C,test"
+    # Redis wants the password the coordinator reads from a file, never from its URL
+    assert "/certs/deploy/redis/redis.conf" in command("redis")
+    coordinator = services["coordinator"]
+    assert coordinator["environment"]["MMBIND_REDIS_PASSWORD_FILE"].endswith("redis.password")
+    assert "@" not in command("coordinator").split("--redis-url ")[1].split()[0]
+    # the one-shots run once per start, and only the coordinator publishes (on loopback)
+    assert services["register"]["network_mode"] == "service:coordinator"
+    assert {n for n, s in services.items() if s.get("ports")} == {"coordinator"}
+    assert [str(p) for p in coordinator["ports"]] == ["127.0.0.1:9093:9093/tcp"]

@@ -14,7 +14,10 @@ the end.
 The tests run in file order on the same project: the coordinator container is killed after
 the binding checkpoint and started again, ``mmbind run --resume`` finishes the run, and its
 figures equal those of ``mmbind simulate``; then a node container is killed in the align phase
-of a second run, which finishes without it and records it as a dropout. How long each step
+of a second run, which finishes without it and records it as a dropout. Last, that project
+is taken down and the secure overlay (docker-compose.secure.yml: certificates made in a
+volume, TLS on every port, node keys registered by the operator, Redis behind a password) runs
+the same recipe to ``mmbind simulate``'s figures, refusing plaintext. How long each step
 took is printed at the end (``-s``) and written to ``compose-timings.json`` in pytest's
 base temporary folder.
 """
@@ -25,14 +28,18 @@ import contextlib
 import json
 import os
 import re
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from compose_harness import (
+    SECURE_FILES,
     Compose,
     Engine,
     EngineUnavailable,
@@ -43,6 +50,7 @@ from compose_harness import (
     offline_build_possible,
     wait_container,
 )
+from cryptography import x509
 from deploy_harness import TINY
 
 from mmbind.processes import free_port, port_is_open
@@ -290,3 +298,77 @@ def test_node_container_killed_mid_align_is_a_dropout(stack: Stack) -> None:
     assert "Not back within 5 s (node-grace-seconds)" in dropout["reason"]
     assert set(results["methods"]) == {"mmbind", "lower_bound"}
     assert 0.0 <= results["methods"]["mmbind"]["accuracy"] <= 1.0
+
+
+def _plaintext_refused(port: int) -> bool:
+    """Whether a plaintext gRPC channel to 127.0.0.1:``port`` never becomes ready."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=5)
+    except grpc.FutureTimeoutError:
+        return True
+    finally:
+        channel.close()
+    return False
+
+
+def _certificate_names(port: int) -> list[str]:
+    """The DNS names of the certificate 127.0.0.1:``port`` presents (not verified: the CA
+    stays in the project's volume)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), 10) as raw, context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    return list(san.value.get_values_for_type(x509.DNSName))
+
+
+def test_the_secure_overlay_runs_over_tls_to_the_same_figures(stack: Stack) -> None:
+    step, out = stack.timings.step, stack.out
+    # Prepare: the first project's runs are done: it goes down, the secure one takes its place
+    # on the same image (no Redis port for the host: the password stays in the volume)
+    with step("secure: first project down"):
+        stack.compose.down()
+    env = {k: v for k, v in stack.compose.env.items() if k.startswith("MMBIND_")}
+    env.update(MMBIND_OUTPUT=str(out / "secure"), UTD_MHAD_DIR=stack.compose.env["UTD_MHAD_DIR"])
+    (out / "secure").mkdir()
+    secure = Compose(f"{stack.compose.project}s", env, files=SECURE_FILES)
+    try:
+        # Execute: `up` of the whole overlay (certs, Redis, coordinator, register, nodes, runner)
+        with step("secure: up (certs, redis, coordinator, register, nodes)"):
+            secure("up", "-d", "runner", *NODES, timeout=900)
+        with step("secure: run"):
+            code = secure.wait("runner", 1200)
+            log = secure.logs("runner")
+        port = secure.published("coordinator", 9093)
+        plaintext_refused = _plaintext_refused(port)
+        names = _certificate_names(port)
+        registered = secure.logs("register")
+        # a second `up` keeps the certificates and accepts the registered keys (--exist-ok)
+        with step("secure: certs and register again"):
+            again = secure("run", "--rm", "-T", "certs") + secure("run", "--rm", "-T", "register")
+        commands = " ".join(
+            docker("inspect", "-f", '{{.Path}} {{join .Args " "}}', secure.container(s))
+            for s in ("coordinator", *NODES, "runner")
+        )
+    finally:
+        with step("secure: down"):
+            secure.down()
+    # Assert: the run finished on the secure topology with simulate's figures
+    assert code == 0, log[-3000:]
+    results = json.loads((out / "secure" / "results.json").read_text())
+    assert results["engine"] == "deployment" and results["dropouts"] == []
+    expected = json.loads((out / "simulate" / "results.json").read_text())
+    assert figures(results) == figures(expected)
+    # every node's key was registered by the operator, and nothing runs with --insecure
+    admitted = re.findall(r"registered (\S+) as node \d+", registered)
+    assert admitted == ["A", "B", "C", "test"]
+    assert "--insecure" not in commands and commands.count("--certs") == 6
+    # the published SuperLink port speaks TLS only, as the coordinator named in the certificate
+    assert plaintext_refused
+    assert "coordinator" in names
+    assert "certs: kept /certs/deploy" in again and again.count("registered already") == 4

@@ -289,6 +289,17 @@ def test_every_port_refuses_strangers_and_serves_on(deployment: Deployment, tmp_
     }
     # ... nodes: of another deployment, with an unregistered key, registered then revoked
     deployment.register_nodes()
+    register_a = [
+        str(BIN / "mmbind"), "nodes", "register", "--superlink", deployment.superlink,
+        "--certs", str(layout.operator), str(layout.operator / "nodes" / "A.pub"), "--name", "A",
+    ]  # fmt: skip
+    env = {**os.environ, **deployment.env}
+    twice = {
+        flag: subprocess.run(
+            [*register_a, *flag], capture_output=True, text=True, timeout=120, check=False, env=env
+        )
+        for flag in ((), ("--exist-ok",))
+    }
     retries = ("--max-retries", "2")
     strangers = {
         "another CA": _node(deployment, "other", other.node("A"), *retries),
@@ -338,6 +349,10 @@ def test_every_port_refuses_strangers_and_serves_on(deployment: Deployment, tmp_
     }
     assert all(code != 0 for code in exits.values()), exits
     assert statuses[node_a] == "unregistered" and again_exit != 0
+    # a key registered twice: refused, unless --exist-ok (what a compose one-shot runs)
+    assert twice[()].returncode != 0 and "Public key already in use" in twice[()].stderr
+    assert twice[("--exist-ok",)].returncode == 0, twice[("--exist-ok",)].stderr
+    assert "registered already" in twice[("--exist-ok",)].stdout
     assert not _refused(listed) and operator_code == grpc.StatusCode.OK
 
 

@@ -22,6 +22,7 @@ from mmbind.certs import (
     init_certs,
     parse_hosts,
     parse_node_names,
+    read_secret,
 )
 from mmbind.errors import ConfigError
 
@@ -120,6 +121,41 @@ def test_init_refuses_a_folder_that_holds_files(layout: CertsLayout) -> None:
     # Execute / Assert
     with pytest.raises(ConfigError, match="exists and is not empty"):
         init_certs(layout.root, ["127.0.0.1"])
+
+
+def test_redis_password_is_one_secret_in_two_private_files(tmp_path: Path) -> None:
+    # Execute
+    made = init_certs(tmp_path / "d", ["coordinator", "127.0.0.1"], ["A"], redis=True)
+    # Assert: the coordinator's password file and redis-server's requirepass say the same
+    password = read_secret(made.coordinator / "redis.password", "Redis password")
+    conf = (made.root / "redis" / "redis.conf").read_text()
+    assert conf == f"requirepass {password}\n" and len(password) >= 40
+    for path in (made.coordinator / "redis.password", made.root / "redis" / "redis.conf"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # without redis=True there is neither
+    assert not (init_certs(tmp_path / "e", ["127.0.0.1"]).root / "redis").exists()
+
+
+def test_an_interrupted_init_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: node keys fail half-way (after the CA, the coordinator's and operator's files)
+    import mmbind.certs as certs
+
+    def broken(layout: CertsLayout, name: str) -> Path:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(certs, "add_node", broken)
+    # Execute
+    with pytest.raises(OSError, match="disk full"):
+        init_certs(tmp_path / "d", ["127.0.0.1"], ["A"])
+    # Assert: neither the folder nor its temporary sibling is left
+    assert list(tmp_path.iterdir()) == []
+    # ... and an empty folder given is kept empty
+    (tmp_path / "e").mkdir()
+    with pytest.raises(OSError, match="disk full"):
+        init_certs(tmp_path / "e", ["127.0.0.1"], ["A"])
+    assert [p.name for p in tmp_path.iterdir()] == ["e"] and not any((tmp_path / "e").iterdir())
 
 
 def test_add_node_makes_one_more_and_refuses_a_known_name(layout: CertsLayout) -> None:
