@@ -26,8 +26,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trials", type=int, default=6, help="bouts of each activity per subject (default 6)"
+    )
     args = parser.parse_args()
-    data = make_synthetic(seed=args.seed)
+    data = make_synthetic(seed=args.seed, trials=args.trials)
     pose = scipy.signal.resample(data.windows["skeleton"], 120, axis=1)  # 30 -> 50 Hz
     channels = [3 * j + a for j in JOINTS for a in range(3)]
     header = ["subject", "session", "time_s", "activity", "ax", "ay", "az", "gx", "gy", "gz"]
