@@ -2,17 +2,24 @@
 
 PyTorch's CPU build chooses its kernels by the instruction set the processor offers: ATen's
 vectorised operators (``DEFAULT``, ``AVX2``, ``AVX512``), oneDNN's convolutions and MKL's
-matrix products each dispatch on their own. The kernels of two instruction sets round
+matrix products each dispatch on their own, and so does the OpenBLAS inside numpy's and
+SciPy's wheels (``Haswell``, ``SkylakeX``, ...: every numpy matrix product, such as the
+coordinator's binding and partner arithmetic). The kernels of two instruction sets round
 differently, and a training run amplifies the last bit into different figures: the same seed
 and the same pinned install gave MMBind 0.763 on UTD-MHAD split 0 on one 2-core machine and
 0.786 on an AMD EPYC (AVX2) one, and the tiny synthetic run's fine-tuning loss moved by 1e-4.
+With torch pinned and OpenBLAS not, an AVX-512 EPYC gave every method without binding the
+AVX2 machine's figures to the last digit, and MMBind 75.8 % instead of 78.6 %: numpy's
+OpenBLAS had picked its SkylakeX kernels there.
 
-:func:`pin_cpu_kernels` asks all three libraries for their AVX2 kernels (present on every
-x86-64 server and laptop of the last decade; on this 2-core AVX2 machine the pinned figures
-are bit-identical to the unpinned ones), so that a run is meant to give the same figures on
-any such machine (checked on AVX2 machines only: an AVX-512 one is still to be compared). It
-runs when the package is imported, before any torch kernel is dispatched, so the
-ClientApps, Ray workers and Flower processes a run starts inherit it through the environment.
+:func:`pin_cpu_kernels` asks all four libraries for their AVX2 kernels (present on every
+x86-64 server and laptop of the last decade; on an AVX2 machine the pinned figures are
+bit-identical to the unpinned ones), so that a run gives the same figures on any such
+machine. It runs when the package is imported, before any torch kernel is dispatched and,
+where ``mmbind`` is imported first (its command lines), before numpy loads OpenBLAS; the
+ClientApps, Ray workers and Flower processes a run starts inherit it through the
+environment. A program that imports numpy or runs torch kernels *before* importing mmbind
+keeps that process's native kernels: import mmbind first, or set the variables yourself.
 A variable the user already set is left as it is (``ATEN_CPU_CAPABILITY=default`` and so on
 choose another path); on a processor without AVX2, or not x86-64, nothing is set.
 """
@@ -26,11 +33,13 @@ from pathlib import Path
 
 __all__ = ["PINNED", "cpu_has_avx2", "pin_cpu_kernels"]
 
-#: What each library is asked for: ATen's operators, oneDNN's primitives, MKL's BLAS.
+#: What each library is asked for: ATen's operators, oneDNN's primitives, MKL's BLAS (torch),
+#: OpenBLAS's kernels (numpy, SciPy; ``Haswell`` is its name for the AVX2 ones).
 PINNED: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
 }
 
 

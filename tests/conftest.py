@@ -6,6 +6,7 @@ tests that need it request ``redis_url`` or ``redis_client`` and skip when it do
 
 from __future__ import annotations
 
+import mmbind  # noqa: F401  # isort: skip  (first: pins the CPU kernels before numpy loads)
 import os
 from collections.abc import Iterator
 

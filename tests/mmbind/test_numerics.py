@@ -1,4 +1,4 @@
-"""The CPU kernels torch may pick are pinned to AVX2 on import, unless the user chose."""
+"""The CPU kernels torch and numpy may pick are pinned to AVX2 on import, unless the user chose."""
 
 from __future__ import annotations
 
@@ -38,7 +38,11 @@ def test_pinning_sets_every_library_and_keeps_what_the_user_set() -> None:
     added = pin_cpu_kernels(env, avx2=True)
 
     # Assert
-    assert added == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert added == {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "OPENBLAS_CORETYPE": "Haswell",
+    }
     assert env == {**PINNED, "MKL_CBWR": "COMPATIBLE", "PATH": "/bin"}
 
 
@@ -60,3 +64,25 @@ def _capability(**extra: str) -> str:
 def test_importing_mmbind_gives_torch_the_avx2_kernels_unless_told_otherwise() -> None:
     assert _capability() == "AVX2"
     assert _capability(ATEN_CPU_CAPABILITY="default") == "DEFAULT"
+
+
+def _openblas(**extra: str) -> list[str]:
+    """The kernels numpy's and SciPy's OpenBLAS chose in a process that imports mmbind first."""
+    env = {k: v for k, v in os.environ.items() if k not in PINNED} | extra
+    code = (
+        "import mmbind, numpy, scipy.linalg, threadpoolctl\n"
+        "print(' '.join(sorted({i.get('architecture', '?') for i in "
+        "threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas'})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(not cpu_has_avx2(), reason="this processor is not x86-64 with AVX2")
+def test_importing_mmbind_first_gives_numpy_and_scipy_the_haswell_kernels() -> None:
+    # (an AVX-512 machine's OpenBLAS picks SkylakeX otherwise, and MMBind's UTD-MHAD figures
+    # moved by 3 points with it)
+    assert _openblas() == ["Haswell"]
+    assert _openblas(OPENBLAS_CORETYPE="Sandybridge") == ["Sandybridge"]
