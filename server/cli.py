@@ -504,8 +504,8 @@ def _add_security_parsers(sub: Any) -> None:
             p.add_argument(
                 "--exist-ok",
                 action="store_true",
-                help="a key the SuperLink holds already is not an error (a revoked key stays "
-                "revoked); for scripts that register on every start",
+                help="a key the SuperLink holds already is not an error (nothing about that "
+                "node changes); for scripts that register on every start",
             )
         if name == "revoke":
             p.add_argument("node", help="the node's id (printed by register; mmbind nodes list)")

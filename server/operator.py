@@ -134,8 +134,8 @@ def register_node(
 ) -> int | None:
     """Admit the node whose OpenSSH public key is in ``public_key``; return its node id.
 
-    With ``exist_ok``, a key the SuperLink holds already (registered before, or revoked:
-    Flower keeps revoked keys and refuses them) returns ``None`` instead of raising.
+    With ``exist_ok``, a key the SuperLink holds already (Flower answers "Public key already
+    in use") returns ``None`` instead of raising; nothing about that node changes.
 
     Raises
     ------
