@@ -1,4 +1,4 @@
-"""One floating-point path on every x86-64 machine: the CPU kernels torch may pick, pinned.
+"""One floating-point path on every x86-64 machine: the CPU kernels torch and numpy pick, pinned.
 
 PyTorch's CPU build chooses its kernels by the instruction set the processor offers: ATen's
 vectorised operators (``DEFAULT``, ``AVX2``, ``AVX512``), oneDNN's convolutions and MKL's
@@ -12,16 +12,17 @@ With torch pinned and OpenBLAS not, an AVX-512 EPYC gave every method without bi
 AVX2 machine's figures to the last digit, and MMBind 75.8 % instead of 78.6 %: numpy's
 OpenBLAS had picked its SkylakeX kernels there.
 
-:func:`pin_cpu_kernels` asks all four libraries for their AVX2 kernels (present on every
-x86-64 server and laptop of the last decade; on an AVX2 machine the pinned figures are
-bit-identical to the unpinned ones), so that a run gives the same figures on any such
-machine. It runs when the package is imported, before any torch kernel is dispatched and,
-where ``mmbind`` is imported first (its command lines), before numpy loads OpenBLAS; the
-ClientApps, Ray workers and Flower processes a run starts inherit it through the
-environment. A program that imports numpy or runs torch kernels *before* importing mmbind
-keeps that process's native kernels: import mmbind first, or set the variables yourself.
-A variable the user already set is left as it is (``ATEN_CPU_CAPABILITY=default`` and so on
-choose another path); on a processor without AVX2, or not x86-64, nothing is set.
+:func:`pin_cpu_kernels` asks each of these for its AVX2 kernels (present on every x86-64 server
+and laptop of the last decade; on an AVX2 machine the pinned figures are bit-identical to the
+unpinned ones), and numpy for its AVX2 ufunc loops (its AVX-512 ``exp`` of float64 rounds
+otherwise), so that a run gives the same figures on any such machine. It runs when the package
+is imported, before any torch kernel is dispatched and, where ``mmbind`` is imported first (its
+command lines), before numpy loads; the ClientApps, Ray workers and Flower processes a run
+starts inherit it through the environment. A program that imports numpy or runs torch kernels
+*before* importing mmbind keeps that process's native kernels: import mmbind first, or set the
+variables yourself. A variable the user already set is left as it is
+(``ATEN_CPU_CAPABILITY=default`` and so on choose another path); on a processor without AVX2, or
+not x86-64, nothing is set.
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ from pathlib import Path
 __all__ = ["PINNED", "cpu_has_avx2", "pin_cpu_kernels"]
 
 #: What each library is asked for: ATen's operators, oneDNN's primitives, MKL's BLAS (torch),
-#: OpenBLAS's kernels (numpy, SciPy; ``Haswell`` is its name for the AVX2 ones).
+#: OpenBLAS's kernels (numpy, SciPy; ``Haswell`` is its name for the AVX2 ones), and numpy's
+#: own ufunc loops (``exp``, ``log``, ... dispatch on ``X86_V3`` = AVX2 or ``X86_V4`` =
+#: AVX-512; the names are numpy 2.4's, the version constraints.txt pins).
 PINNED: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "AVX2",
     "OPENBLAS_CORETYPE": "Haswell",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
 
 

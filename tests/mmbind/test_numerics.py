@@ -42,6 +42,7 @@ def test_pinning_sets_every_library_and_keeps_what_the_user_set() -> None:
         "ATEN_CPU_CAPABILITY": "avx2",
         "ONEDNN_MAX_CPU_ISA": "AVX2",
         "OPENBLAS_CORETYPE": "Haswell",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
     }
     assert env == {**PINNED, "MKL_CBWR": "COMPATIBLE", "PATH": "/bin"}
 
@@ -86,3 +87,25 @@ def test_importing_mmbind_first_gives_numpy_and_scipy_the_haswell_kernels() -> N
     # moved by 3 points with it)
     assert _openblas() == ["Haswell"]
     assert _openblas(OPENBLAS_CORETYPE="Sandybridge") == ["Sandybridge"]
+
+
+def _numpy_avx512(**extra: str) -> bool:
+    """Whether numpy dispatches its AVX-512 loops in a process that imports mmbind first."""
+    env = {k: v for k, v in os.environ.items() if k not in PINNED} | extra
+    code = (
+        "import mmbind, numpy\n"
+        "from numpy._core._multiarray_umath import __cpu_features__ as f\n"
+        "print(bool(f.get('X86_V4') or f.get('AVX512_ICL')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(not cpu_has_avx2(), reason="this processor is not x86-64 with AVX2")
+def test_importing_mmbind_first_keeps_numpy_on_its_avx2_loops() -> None:
+    # (its AVX-512 float64 exp rounds differently; an AVX2 processor never has them)
+    assert _numpy_avx512() is False
+    has_avx512 = "avx512f" in Path("/proc/cpuinfo").read_text()
+    assert _numpy_avx512(NPY_DISABLE_CPU_FEATURES="") is has_avx512
