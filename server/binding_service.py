@@ -14,6 +14,7 @@ request searches an approximate index instead
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,8 +71,11 @@ def plan_requests(nodes: Sequence[NodeManifest], shared: str) -> list[BindReques
 
     Only training nodes take part. A node holding ``shared`` that lacks modality
     ``m`` binds against all other training nodes holding both ``shared`` and ``m``.
+    Requests and partners come in the order of the nodes' roles (names), not of their
+    node ids: Flower draws those at random, and the partners' order is the order their
+    samples are drawn from in label binding.
     """
-    train = [n for n in nodes if n.trains]
+    train = sorted((n for n in nodes if n.trains), key=lambda n: (n.role, n.node_id))
     wanted = sorted({m for n in train for m in n.modalities})
     requests: list[BindRequest] = []
     for node in train:
@@ -257,7 +261,7 @@ class BindingService:
                 bindings = bind_by_label(
                     np.asarray(query["labels"], np.int64),
                     [np.asarray(p["labels"], np.int64) for p in partners],
-                    seed=seed + req.node_id % 10_000,
+                    seed=label_binding_seed(seed, self.node(req.node_id).role, req.modality),
                     similarity=(q_emb, p_emb),
                 )
             out.append(NodeBinding(req, bindings, search))
@@ -269,6 +273,12 @@ class BindingService:
                 req.partners,
             )
         return out
+
+
+def label_binding_seed(seed: int, role: str, modality: str) -> int:
+    """The seed of one request's label binding: the run's, offset by the node's role and the
+    modality it lacks (a stable CRC-32; never the node id, which Flower draws at random)."""
+    return seed + zlib.crc32(f"{role}/{modality}".encode()) % 10_000
 
 
 def approximate(

@@ -115,6 +115,37 @@ def test_bindings_are_top1_matches_and_weights_follow_similarity() -> None:
     assert report["pairing_accuracy"] == pytest.approx(1.0)
 
 
+def _label_bindings(ids: dict[str, int]) -> list[tuple[str, str, list[tuple[str, int]]]]:
+    """Label binding of B against two acc+skeleton partners, under the node ids ``ids``;
+    per request: (its node's role, the modality, each query's partner as (role, row))."""
+    rng = np.random.default_rng(0)
+    layout = {"A": "acc,skeleton", "A2": "acc,skeleton", "B": "acc,gyro"}
+    service = BindingService(InMemoryBindingStore(), "run")
+    for role, mods in layout.items():
+        service.register(NodeManifest(ids[role], role, tuple(mods.split(",")), 12, False, True, 3))
+    for role in layout:  # the same data whatever the ids
+        service.upload(ids[role], rng.normal(size=(12, 8)).astype(np.float32), np.arange(12) % 3)
+    roles = {v: k for k, v in ids.items()}
+    out = []
+    for b in service.bind(plan_requests(service.nodes, "acc"), by="label", seed=5):
+        partner = [roles[int(n)] for n in b.partner_node_ids]
+        out.append(
+            (roles[b.request.node_id], b.request.modality,
+             list(zip(partner, b.bindings.partner_index.tolist(), strict=True)))
+        )  # fmt: skip
+    return sorted(out)
+
+
+def test_label_binding_depends_on_roles_not_on_the_node_ids_flower_draws() -> None:
+    # Execute: the same nodes and data, ids drawn twice (as Flower does, at random)
+    first = _label_bindings({"A": 10, "A2": 11, "B": 12})
+    second = _label_bindings({"A": 9_000_017, "A2": 42, "B": 7})
+    # Assert: the same partner for every sample, and B drew from both of its partners
+    assert first == second
+    b_gets_skeleton = next(r for r in first if r[0] == "B")
+    assert {role for role, _ in b_gets_skeleton[2]} == {"A", "A2"}
+
+
 def _two_bound_nodes(threshold: int) -> tuple[BindingService, np.ndarray]:
     """A and B of :func:`paper_nodes` uploaded (B is A permuted); ``threshold`` pairs."""
     rng = np.random.default_rng(0)
