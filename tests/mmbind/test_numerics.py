@@ -52,13 +52,19 @@ def test_nothing_is_pinned_without_avx2() -> None:
     assert pin_cpu_kernels(env, avx2=False) == {} and env == {}
 
 
-def _capability(**extra: str) -> str:
+def _after_import(code: str, **extra: str) -> str:
+    """What ``code`` prints in a fresh process that imports mmbind first, without the pinned
+    variables of this one (``extra``: the user's own)."""
     env = {k: v for k, v in os.environ.items() if k not in PINNED} | extra
-    code = "import mmbind, torch; print(torch.backends.cpu.get_cpu_capability())"
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
+        [sys.executable, "-c", f"import mmbind\n{code}"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
     return out.stdout.strip()
+
+
+def _capability(**extra: str) -> str:
+    return _after_import("import torch; print(torch.backends.cpu.get_cpu_capability())", **extra)
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="this processor is not x86-64 with AVX2")
@@ -68,17 +74,13 @@ def test_importing_mmbind_gives_torch_the_avx2_kernels_unless_told_otherwise() -
 
 
 def _openblas(**extra: str) -> list[str]:
-    """The kernels numpy's and SciPy's OpenBLAS chose in a process that imports mmbind first."""
-    env = {k: v for k, v in os.environ.items() if k not in PINNED} | extra
+    """The kernels numpy's and SciPy's OpenBLAS chose."""
     code = (
-        "import mmbind, numpy, scipy.linalg, threadpoolctl\n"
+        "import numpy, scipy.linalg, threadpoolctl\n"
         "print(' '.join(sorted({i.get('architecture', '?') for i in "
         "threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas'})))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    return out.stdout.split()
+    return _after_import(code, **extra).split()
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="this processor is not x86-64 with AVX2")
@@ -90,17 +92,12 @@ def test_importing_mmbind_first_gives_numpy_and_scipy_the_haswell_kernels() -> N
 
 
 def _numpy_avx512(**extra: str) -> bool:
-    """Whether numpy dispatches its AVX-512 loops in a process that imports mmbind first."""
-    env = {k: v for k, v in os.environ.items() if k not in PINNED} | extra
+    """Whether numpy dispatches its AVX-512 loops."""
     code = (
-        "import mmbind, numpy\n"
         "from numpy._core._multiarray_umath import __cpu_features__ as f\n"
         "print(bool(f.get('X86_V4') or f.get('AVX512_ICL')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip() == "True"
+    return _after_import(code, **extra) == "True"
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="this processor is not x86-64 with AVX2")
