@@ -30,7 +30,7 @@ TINY = {
     "align_epochs": 1,
     "finetune_epochs": 3,
     "synthetic_trials": 2,
-    "methods": "mmbind,lower_bound,upper_bound",
+    "methods": "mmbind,lower_bound,upper_bound,mmbind_label",
 }
 
 
