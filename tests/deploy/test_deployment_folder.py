@@ -2,12 +2,15 @@
 
 Nodes started with ``mmbind-client --dataset DIR`` (the synthetic set exported to the format,
 each node reading only its subjects' files) and nodes on ``--dataset synthetic``: the same run,
-bit for bit.
+bit for bit. The same for UTD-MHAD exported to a folder against its built-in loader, where
+``MMBIND_UTD_FOLDER_DEPLOY=1`` asks for it (two deployments on the real data: about 4.5 min on
+2 cores, so not part of the default test command).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import pytest
 from deploy_harness import TINY, Deployment
 from test_deployment import finish
 
-from mmbind.client.data.export import export_synthetic
+from mmbind.client.data.export import export_synthetic, export_utd_mhad
 from mmbind.dataset_manifest import MANIFEST_NAME
 from mmbind.server.cli import main
 
@@ -63,6 +66,44 @@ def test_nodes_on_an_exported_folder_give_the_builtin_figures(
 
     # Assert
     assert runs["folder"]["engine"] == "deployment"
+    assert _figures(runs["folder"]) == _figures(runs["builtin"])
+
+
+UTD_DIR = Path(
+    os.environ.get(
+        "MMBIND_UTD_MHAD_DIR",
+        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utd_mhad",
+    )
+)
+
+
+@pytest.mark.skipif(
+    os.environ.get("MMBIND_UTD_FOLDER_DEPLOY") != "1" or not (UTD_DIR / "Inertial").is_dir(),
+    reason="MMBIND_UTD_FOLDER_DEPLOY=1 and UTD-MHAD (MMBIND_UTD_MHAD_DIR) run it (4.5 min)",
+)
+def test_utd_mhad_as_a_folder_deploys_to_the_builtin_loaders_figures(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Prepare: UTD-MHAD's official files exported as a data set folder
+    folder = export_utd_mhad(UTD_DIR, tmp_path / "utd")
+    runs = {}
+    # Execute: one deployment on the built-in loader, one on the folder
+    for kind, node_args in (
+        ("builtin", ("--dataset", "utd-mhad", "--data-dir", str(UTD_DIR))),
+        ("folder", ("--dataset", str(folder))),
+    ):
+        (tmp_path / kind).mkdir()
+        deployment = Deployment(tmp_path / kind, redis_url)
+        try:
+            deployment.start_server()
+            deployment.start_nodes(node_args=node_args)
+            proc = deployment.run("--methods", "mmbind,lower_bound", output=tmp_path / kind / "out")
+            code, _, err = finish(proc)
+            assert code == 0, err[-3000:]
+        finally:
+            deployment.close()
+        runs[kind] = json.loads((tmp_path / kind / "out" / "results.json").read_text())
+    # Assert: the same figures and every loss curve
     assert _figures(runs["folder"]) == _figures(runs["builtin"])
 
 
