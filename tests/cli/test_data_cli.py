@@ -175,11 +175,14 @@ TINY = {
 def test_the_synthetic_set_exported_simulates_to_the_recorded_fingerprint(tmp_path: Path) -> None:
     # Prepare: the tiny run's data (seed 3, 2 trials) as a folder
     from test_determinism import RECORD, _close, fingerprint  # tests/cli, beside this file
+    from test_determinism import TINY as RECORDED  # the recorded run's recipe and methods
 
-    folder = export_synthetic(tmp_path / "syn", trials=2, seed=3)
+    folder = export_synthetic(
+        tmp_path / "syn", trials=int(RECORDED["synthetic_trials"]), seed=int(RECORDED["seed"])
+    )
 
     # Execute
-    results = simulate(RunConfig.from_mapping({**TINY, "dataset": str(folder)}), num_cpus=2)
+    results = simulate(RunConfig.from_mapping({**RECORDED, "dataset": str(folder)}), num_cpus=2)
 
     # Assert: the figures of --dataset synthetic, as recorded
     problems: list[str] = []
