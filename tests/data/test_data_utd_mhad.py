@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
+from utd_mhad_files import UTD_DIR, needs_utd
 
 from mmbind.client.data.utd_mhad import (
     UTD_MHAD_ACTIONS,
@@ -16,17 +16,6 @@ from mmbind.client.data.utd_mhad import (
     load_utd_mhad,
 )
 from mmbind.errors import ConfigError, DataError
-
-UTD_DIR = Path(
-    os.environ.get(
-        "MMBIND_UTD_MHAD_DIR",
-        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utd_mhad",
-    )
-)
-needs_utd = pytest.mark.skipif(
-    not (UTD_DIR / "Inertial").is_dir(),
-    reason=f"UTD-MHAD not found at {UTD_DIR} (set MMBIND_UTD_MHAD_DIR to its folder)",
-)
 
 
 def _write_pair(root: Path, action: int, subject: int, trial: int, frames: int = 90) -> None:

@@ -6,7 +6,6 @@ absent); converted copies go to tmp folders.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from utd_mhad_files import UTD_DIR, needs_utd
 
 from mmbind.client.data.export import builtin_entries, export_synthetic, export_utd_mhad
 from mmbind.client.data.folder_reader import load_dataset_folder, subjects_of
@@ -31,17 +31,6 @@ from mmbind.dataset_manifest import (
 from mmbind.errors import ConfigError, DataError
 from mmbind.modalities import REGISTRY, Modality, get_modality
 from mmbind.run_config import RunConfig
-
-UTD_DIR = Path(
-    os.environ.get(
-        "MMBIND_UTD_MHAD_DIR",
-        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utd_mhad",
-    )
-)
-needs_utd = pytest.mark.skipif(
-    not (UTD_DIR / "Inertial").is_dir(),
-    reason=f"UTD-MHAD not found at {UTD_DIR} (set MMBIND_UTD_MHAD_DIR to its folder)",
-)
 
 
 def _ecg_manifest(mode: str = "window", **windowing: Any) -> DatasetManifest:

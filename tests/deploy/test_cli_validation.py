@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from utd_mhad_files import UTD_DIR
 
 from mmbind.certs import init_certs
 from mmbind.client.cli import main as client_main
@@ -17,13 +17,6 @@ from mmbind.processes import free_port
 from mmbind.server.cli import main as mmbind_main
 from mmbind.server.coordinator import main as server_main
 from mmbind.server.deployment import default_binding_address
-
-UTD = Path(
-    os.environ.get(
-        "MMBIND_UTD_MHAD_DIR",
-        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utd_mhad",
-    )
-)
 
 
 def client(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -64,12 +57,12 @@ def test_client_bad_superlink_address(capsys: pytest.CaptureFixture[str]) -> Non
     assert "expected HOST:PORT" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not UTD.is_dir(), reason=f"UTD-MHAD not found at {UTD}")
+@pytest.mark.skipif(not UTD_DIR.is_dir(), reason=f"UTD_DIR-MHAD not found at {UTD_DIR}")
 @pytest.mark.data
 def test_client_reads_utd_mhad_subjects(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = client(
         capsys, "--modalities", "skeleton,gyro", "--dataset", "utd-mhad",
-        "--data-dir", str(UTD), "--subjects", "5,6", "--labelled",
+        "--data-dir", str(UTD_DIR), "--subjects", "5,6", "--labelled",
     )  # fmt: skip
     assert code == 0
     assert "215 samples" in err and "(labelled)" in err

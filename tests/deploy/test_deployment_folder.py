@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from deploy_harness import TINY, Deployment
 from test_deployment import finish
+from utd_mhad_files import UTD_DIR
 
 from mmbind.client.data.export import export_synthetic, export_utd_mhad
 from mmbind.dataset_manifest import MANIFEST_NAME
@@ -67,14 +68,6 @@ def test_nodes_on_an_exported_folder_give_the_builtin_figures(
     # Assert
     assert runs["folder"]["engine"] == "deployment"
     assert _figures(runs["folder"]) == _figures(runs["builtin"])
-
-
-UTD_DIR = Path(
-    os.environ.get(
-        "MMBIND_UTD_MHAD_DIR",
-        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utd_mhad",
-    )
-)
 
 
 @pytest.mark.skipif(
