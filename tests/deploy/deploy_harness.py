@@ -149,6 +149,15 @@ class Deployment:
     def operator_security(self) -> list[str]:
         return ["--certs", str(self.certs.operator)] if self.certs is not None else []
 
+    def register_command(self, name: str) -> list[str]:
+        """``mmbind nodes register`` of node ``name``'s key, as the operator runs it."""
+        assert self.certs is not None
+        return [
+            str(BIN / "mmbind"), "nodes", "register", "--superlink", self.superlink,
+            *self.operator_security(), str(self.certs.operator / "nodes" / f"{name}.pub"),
+            "--name", name,
+        ]  # fmt: skip
+
     def register_nodes(self, names: list[str] | None = None) -> None:
         """Register each node's key with the coordinator (``mmbind nodes register``).
 
@@ -163,11 +172,8 @@ class Deployment:
             if not self.certs.node(name).exists():
                 add_node(self.certs, name)
             out = subprocess.run(
-                [str(BIN / "mmbind"), "nodes", "register", "--superlink", self.superlink,
-                 *self.operator_security(), str(self.certs.operator / "nodes" / f"{name}.pub"),
-                 "--name", name],
-                capture_output=True, text=True, env={**os.environ, **self.env}, timeout=120,
-                check=False,
+                self.register_command(name), capture_output=True, text=True,
+                env={**os.environ, **self.env}, timeout=120, check=False,
             )  # fmt: skip
             match = re.search(r"as node (\d+)", out.stdout)
             if out.returncode != 0 or match is None:

@@ -289,11 +289,8 @@ def test_every_port_refuses_strangers_and_serves_on(deployment: Deployment, tmp_
     }
     # ... nodes: of another deployment, with an unregistered key, registered then revoked
     deployment.register_nodes()
-    register_a = [
-        str(BIN / "mmbind"), "nodes", "register", "--superlink", deployment.superlink,
-        "--certs", str(layout.operator), str(layout.operator / "nodes" / "A.pub"), "--name", "A",
-    ]  # fmt: skip
     env = {**os.environ, **deployment.env}
+    register_a = deployment.register_command("A")
     twice = {
         flag: subprocess.run(
             [*register_a, *flag], capture_output=True, text=True, timeout=120, check=False, env=env
