@@ -256,8 +256,7 @@ def init_certs(
 def _write_layout(
     layout: CertsLayout, hosts: Sequence[str], nodes: Sequence[str], redis: bool
 ) -> None:
-    root = layout.root
-    os.chmod(root, 0o700)
+    root = layout.root  # made by mkdtemp: mode 0700 already
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = f"mmbind CA {hosts[0]} {secrets.token_hex(4)}"  # one per deployment
     ca_cert = _certificate(ca_name, ca_key.public_key(), None, ca_key, ca=True)
