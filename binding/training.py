@@ -475,6 +475,8 @@ def finetune(
     augment: float = 0.0,
     encoder_lr_scale: float = 1.0,
     warp: float = 0.0,
+    schedule: str = "constant",
+    average_last: int = 0,
 ) -> float:
     """Supervised fine-tuning with cross-entropy (AdamW).
 
@@ -499,6 +501,13 @@ def finetune(
         The encoders' learning rate is ``lr * encoder_lr_scale`` (the classifier's is ``lr``).
     warp : float
         Strength of :func:`warp_windows` applied after :func:`augment_windows`.
+    schedule : {"constant", "cosine"}
+        Learning rate over the steps: constant, or cosine-annealed from ``lr`` to 0 (SGDR
+        without restarts, Loshchilov & Hutter, ICLR 2017).
+    average_last : int
+        ``K > 0``: the model ends with the mean of its weights at the end of each of the last
+        ``K`` epochs (stochastic weight averaging, Izmailov et al., UAI 2018), batch-norm
+        statistics recomputed on the inputs; ``0``: the last epoch's weights.
 
     Returns
     -------
@@ -513,6 +522,12 @@ def finetune(
         On inconsistent sample counts or labels outside ``[0, num_classes)``.
     """
     _check_hparams(epochs, batch_size, lr)
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+    if isinstance(average_last, bool) or not isinstance(average_last, int) or average_last < 0:
+        raise ConfigError(f"average_last must be an integer >= 0; got {average_last!r}")
+    if average_last > epochs:
+        raise ConfigError(f"average_last ({average_last}) cannot exceed epochs ({epochs})")
     if model.classifier is None or model.num_classes is None:
         raise ConfigError("finetune needs a model built with num_classes")
     if not inputs:
@@ -530,11 +545,21 @@ def finetune(
         enc = [p for m in inputs for p in model.encoders[m].parameters()]
         groups.append({"params": enc, "lr": lr * encoder_lr_scale})
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    base_lrs = [float(g["lr"]) for g in opt.param_groups]
+    steps = epochs * math.ceil(n / batch_size)
+    step = 0
+    trained = [p for g in groups for p in g["params"]]  # type: ignore[attr-defined]
+    averaged: list[Tensor] = []
     model.train()
     last = 0.0
-    for _ in range(epochs):
+    for epoch in range(epochs):
         total = 0.0
         for idx in _batches(n, batch_size, gen):
+            if schedule == "cosine":
+                factor = 0.5 * (1.0 + math.cos(math.pi * step / steps))
+                for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                    g["lr"] = base * factor
+            step += 1
             batch = {m: _augment(x[idx], augment, warp, gen) for m, x in inputs.items()}
             if freeze_encoders:
                 with torch.no_grad():
@@ -547,7 +572,43 @@ def finetune(
             opt.step()
             total += float(loss.detach()) * idx.numel()
         last = total / n
+        k = epoch - (epochs - average_last) + 1  # 1..K over the last K epochs
+        if k >= 1:
+            with torch.no_grad():
+                if not averaged:
+                    averaged = [p.detach().clone() for p in trained]
+                else:
+                    for avg, p in zip(averaged, trained, strict=True):
+                        avg.add_(p.detach() - avg, alpha=1.0 / k)
+    if averaged:
+        with torch.no_grad():
+            for avg, p in zip(averaged, trained, strict=True):
+                p.copy_(avg)
+        _recompute_batch_norm(model, inputs, batch_size)
     return last
+
+
+SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+"""Learning-rate schedules :func:`finetune` knows."""
+
+
+def _recompute_batch_norm(
+    model: FusionModel, inputs: Mapping[str, Tensor], batch_size: int
+) -> None:
+    """Running statistics of every batch-norm layer, recomputed on ``inputs`` (after SWA)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative mean over the batches below
+    n = _common_length(inputs, "inputs")
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            model.features({k: x[start : start + batch_size] for k, x in inputs.items()})
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
 
 
 def _check_labels(labels: Tensor, num_classes: int) -> None:

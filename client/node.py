@@ -326,6 +326,8 @@ class LocalNode:
                 augment=cfg.finetune_augment,
                 warp=cfg.finetune_warp,
                 encoder_lr_scale=cfg.encoder_lr_scale,
+                schedule=cfg.finetune_schedule,
+                average_last=min(cfg.finetune_average, epochs),
             )
         )
 

@@ -113,6 +113,14 @@ class RunConfig(BaseModel):
     finetune_warp: float = Field(0.0, ge=0, description="time-warp strength in fine-tuning")
     finetune_weight_decay: float = Field(0.01, ge=0, description="fine-tuning's weight decay")
     finetune_batch_size: int = Field(32, ge=2, description="fine-tuning's batch size")
+    finetune_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="fine-tuning's learning rate: constant or cosine-annealed to 0"
+    )
+    finetune_average: int = Field(
+        0,
+        ge=0,
+        description="end fine-tuning with the mean weights of its last N epochs (SWA); 0: the last",
+    )
     align_augment: float = Field(0.0, ge=0, description="jitter/scaling strength in alignment")
     finetune_augment: float = Field(0.0, ge=0, description="jitter/scaling in fine-tuning")
     encoder_lr_scale: float = Field(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmbind.binding.autoencoder import Autoencoder
-from mmbind.binding.encoders import SensorEncoder
+from mmbind.binding.encoders import EncoderSpec, SensorEncoder
 from mmbind.binding.fusion import FusionModel
 from mmbind.binding.training import (
     align,
@@ -168,6 +168,94 @@ def test_finetune_single_modality_and_frozen_encoders() -> None:
             assert torch.equal(v, before[m][k])
 
 
+def test_finetune_average_last_is_the_mean_of_the_last_epochs_weights() -> None:
+    # Prepare
+    data, labels = toy_data()
+    kwargs = {"batch_size": 16, "lr": 3e-3, "seed": 0}
+    plain, last1, last3 = fresh_model(), fresh_model(), fresh_model()
+    # Execute
+    finetune(plain, data, labels, epochs=4, **kwargs)  # type: ignore[arg-type]
+    finetune(last1, data, labels, epochs=4, average_last=1, **kwargs)  # type: ignore[arg-type]
+    finetune(last3, data, labels, epochs=4, average_last=3, **kwargs)  # type: ignore[arg-type]
+    reference = _hand_swa_reference(data, labels, epochs=4, last=3, **kwargs)  # type: ignore[arg-type]
+    # Assert: K = 1 is the plain run; K = 3 the mean of the weights after epochs 2, 3 and 4
+    for k, v in plain.state_dict().items():
+        assert torch.equal(v, last1.state_dict()[k])
+    for k, v in last3.state_dict().items():
+        assert torch.allclose(v, reference[k], atol=1e-6), k
+    weight = "classifier.0.weight"
+    assert not torch.equal(last3.state_dict()[weight], plain.state_dict()[weight])
+
+
+def _hand_swa_reference(
+    data: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    last: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> dict[str, torch.Tensor]:
+    """AdamW fine-tuning written out, keeping the weights after each epoch; their mean."""
+    model = fresh_model()
+    assert model.classifier is not None
+    gen = torch.Generator().manual_seed(seed)
+    enc = [p for m in data for p in model.encoders[m].parameters()]
+    opt = torch.optim.AdamW(
+        [{"params": list(model.classifier.parameters()), "lr": lr}, {"params": enc, "lr": lr}],
+        lr=lr,
+        weight_decay=0.01,
+    )
+    kept = []
+    for _ in range(epochs):
+        for idx in torch.split(torch.randperm(N, generator=gen), batch_size):
+            logits = model.classify(model.features({m: x[idx] for m, x in data.items()}))
+            loss = torch.nn.functional.cross_entropy(logits, labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        kept.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    tail = kept[-last:]
+    return {k: sum(s[k] for s in tail) / len(tail) for k in tail[0]}
+
+
+def test_finetune_cosine_schedule_anneals_the_learning_rate_to_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: record the classifier's learning rate at every optimiser step
+    data, labels = toy_data()
+    seen: list[float] = []
+    original = torch.optim.AdamW.step
+
+    def record(self: torch.optim.AdamW, *args: object, **kwargs: object) -> object:
+        seen.append(float(self.param_groups[0]["lr"]))
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", record)
+    # Execute
+    finetune(
+        fresh_model(), data, labels, epochs=2, batch_size=16, lr=1e-2, seed=0, schedule="cosine"
+    )
+    # Assert: 2 epochs x 3 batches; lr_t = lr * (1 + cos(pi t / 6)) / 2
+    assert seen == pytest.approx([1e-2 * 0.5 * (1 + math.cos(math.pi * t / 6)) for t in range(6)])
+
+
+def test_finetune_average_last_recomputes_batch_norm_statistics() -> None:
+    # Prepare
+    data, labels = toy_data()
+    torch.manual_seed(0)
+    spec = EncoderSpec(embed_dim=32, norm="batch")
+    model = FusionModel(["acc", "gyro"], 32, 16, num_classes=CLASSES, encoder=spec)
+    # Execute
+    finetune(model, data, labels, epochs=3, batch_size=16, lr=3e-3, seed=0, average_last=2)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    # Assert: statistics from one pass over the 48 samples (3 batches) with the averaged weights
+    assert norms and all(int(m.num_batches_tracked) == 3 for m in norms)
+    assert all(m.momentum == 0.1 for m in norms)  # restored after the cumulative pass
+    assert torch.isfinite(predict(model, data).float()).all()
+
+
 def test_finetune_errors() -> None:
     data, labels = toy_data()
     kwargs = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "seed": 0}
@@ -179,7 +267,15 @@ def test_finetune_errors() -> None:
         finetune(fresh_model(), data, labels[:-1], **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ShapeError):
         finetune(fresh_model(), data, labels.float(), **kwargs)  # type: ignore[arg-type]
-    for bad in ({"epochs": 0}, {"batch_size": 0}, {"lr": -1.0}, {"lr": float("nan")}):
+    for bad in (
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"lr": -1.0},
+        {"lr": float("nan")},
+        {"schedule": "linear"},
+        {"average_last": -1},
+        {"average_last": 2},  # more than the epochs
+    ):
         with pytest.raises(ConfigError):
             finetune(fresh_model(), data, labels, **{**kwargs, **bad})  # type: ignore[arg-type]
 
