@@ -2,6 +2,8 @@
 
 Redis is the one at ``MMBIND_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``);
 tests that need it request ``redis_url`` or ``redis_client`` and skip when it does not answer.
+Under pytest-xdist each worker takes its own database, counting down from that one (``gw0``:
+15, ``gw1``: 14, ...), so that workers never see each other's keys.
 """
 
 from __future__ import annotations
@@ -9,12 +11,28 @@ from __future__ import annotations
 import mmbind  # noqa: F401  # isort: skip  (first: pins the CPU kernels before numpy loads)
 import os
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 import torch
 
-TEST_REDIS_URL = os.environ.get("MMBIND_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+def _worker_redis_url(url: str, worker: str | None) -> str:
+    """``url`` with its database number lowered by the xdist worker's index (``gwN``)."""
+    if not worker or not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.lstrip("/") or 0) - int(worker[2:])
+    if db < 0:
+        raise pytest.UsageError(f"{url}: too few Redis databases below it for worker {worker}")
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+TEST_REDIS_URL = _worker_redis_url(
+    os.environ.get("MMBIND_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    os.environ.get("PYTEST_XDIST_WORKER"),
+)
 
 
 @pytest.fixture
