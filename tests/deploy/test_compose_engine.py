@@ -59,9 +59,6 @@ from mmbind.server.redis_store import RedisBindingStore
 OPT_OUT = "MMBIND_COMPOSE_ENGINE"
 pytestmark = [
     pytest.mark.integration,
-    # One dockerd and one image build: under pytest-xdist (--dist loadgroup) these tests share
-    # one worker, and with it the module's stack.
-    pytest.mark.xdist_group("docker-engine"),
     pytest.mark.skipif(
         os.environ.get(OPT_OUT) == "0",
         reason=f"{OPT_OUT}=0: the image build and the topology in Docker are skipped",
