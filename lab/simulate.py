@@ -19,6 +19,25 @@ from mmbind.server.workflow import Progress
 
 log = logging.getLogger(__name__)
 
+RAY_START_ATTEMPTS = 3
+"""How often the simulation engine is started when Ray's head does not come up in time."""
+
+
+def ray_start_timed_out(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception that caused it, is Ray's head failing to start in time.
+
+    Ray waits 30 s for its GCS server to write the port file; on a loaded machine (several
+    simulations starting at once on 2 cores) that can pass before the server is up, and
+    Flower's ``run_simulation`` reports it as "Simulation Runtime crashed".
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen)
+        if "Timed out waiting for file" in text and "gcs_server_port" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
 
 def simulate(
     config: RunConfig, *, num_cpus: int = 0, progress: Progress | None = None
@@ -61,15 +80,31 @@ def simulate(
     server_app = make_server_app(overrides, progress=progress, on_results=collected.update)
     client_app = make_client_app(overrides)
     start = time.perf_counter()
-    run_simulation(
-        server_app=server_app,
-        client_app=client_app,
-        num_supernodes=len(plans),
-        backend_config={
-            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": cpus, "include_dashboard": False},
-        },
-    )
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        try:
+            run_simulation(
+                server_app=server_app,
+                client_app=client_app,
+                num_supernodes=len(plans),
+                backend_config={
+                    "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                    "init_args": {"num_cpus": cpus, "include_dashboard": False},
+                },
+            )
+            break
+        except RuntimeError as exc:
+            # Only a start that never reached a node is tried again: nothing ran yet.
+            if collected or attempt == RAY_START_ATTEMPTS or not ray_start_timed_out(exc):
+                raise
+            log.warning(
+                "Ray's head did not start in time (a busy machine?); starting the simulation "
+                "engine again (attempt %d of %d)",
+                attempt + 1,
+                RAY_START_ATTEMPTS,
+            )
+            import ray
+
+            ray.shutdown()
     if not collected:
         raise FederationError("the simulation ended without results; see the log above")
     results = RunResults.from_json(collected, "the simulation's results")
